@@ -1,0 +1,65 @@
+# The two set-up commands of the README:
+#   make lab   - create .venv, install grokviz with everything, open the quickstart in JupyterLab
+#   make test  - create .venv, install everything, run lint, types and every test
+# Both work on a fresh machine; nothing needs installing by hand.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# This project's machines carry a local CPU wheel of torch 2.13.0; any other spec pulls gigabytes
+# of CUDA packages there. Elsewhere choose your own, e.g. `make lab TORCH_SPEC=torch`.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.grokviz-installed
+NOTEBOOK ?= notebooks/01_quickstart.ipynb
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+# pip prints a warning per package for the empty local index folders this machine configures.
+QUIET := { grep -v "^WARNING: Location" || true; }
+
+.PHONY: lab test install lint types js-check pytest chromium js-deps bundle clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	echo "$(TORCH_SPEC)" > $(VENV)/constraints.txt
+	$(PY) -m pip install -q "$(TORCH_SPEC)" 2>&1 | $(QUIET)
+	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e ".[dev]" 2>&1 | $(QUIET)
+	$(PY) -c "import grokviz, torch, transformers, polars, anywidget, altair, nbval, playwright"
+	touch $(STAMP)
+
+# Debian's chromium for the real-browser widget tests; installed where we can (root with apt-get).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium not found and cannot apt-get it: browser tests will be skipped"; fi
+
+# TypeScript toolchain (tsc, esbuild, vitest) for checking and rebuilding the widget bundle.
+js-deps:
+	@if [ -f js/package.json ]; then cd js && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; }; fi
+
+bundle: js-deps
+	cd js && npm run build
+
+lint: install
+	$(VENV)/bin/ruff check grokviz tests benchmarks
+	$(VENV)/bin/ruff format --check grokviz tests benchmarks
+
+types: install
+	$(VENV)/bin/mypy
+
+js-check: js-deps
+	@if [ -f js/package.json ]; then cd js && npm run --silent typecheck && npm run --silent test; fi
+
+pytest: install chromium
+	$(PY) -m pytest
+
+test: lint types js-check pytest
+
+lab: install
+	$(VENV)/bin/jupyter lab $(NOTEBOOK)
+
+clean:
+	rm -rf $(VENV) js/node_modules .mypy_cache .ruff_cache .pytest_cache

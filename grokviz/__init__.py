@@ -1,0 +1,50 @@
+"""grokviz: see memorization turn into generalization inside Mixture-of-Experts language models.
+
+The public API is small and imported lazily, so ``import grokviz`` stays fast: torch,
+transformers and the widget stack load only when a name that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Checkpoint": "grokviz.checkpoints",
+    "list_checkpoints": "grokviz.checkpoints",
+    "load_model": "grokviz.checkpoints",
+    "trace": "grokviz.trace",
+    "iter_trace": "grokviz.trace",
+    "TraceStore": "grokviz.store",
+    "pathways": "grokviz.pathways",
+    "analyze": "grokviz.metrics",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grokviz.checkpoints import Checkpoint, list_checkpoints, load_model
+    from grokviz.metrics import analyze
+    from grokviz.pathways import pathways
+    from grokviz.store import TraceStore
+    from grokviz.trace import iter_trace, trace
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        msg = f"module 'grokviz' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
