@@ -26,7 +26,17 @@ _EXPORTS: dict[str, str] = {
     "analyze": "grokviz.metrics",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "Checkpoint",
+    "TraceStore",
+    "__version__",
+    "analyze",
+    "iter_trace",
+    "list_checkpoints",
+    "load_model",
+    "pathways",
+    "trace",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from grokviz.checkpoints import Checkpoint, list_checkpoints, load_model

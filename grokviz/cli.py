@@ -12,8 +12,14 @@ from collections.abc import Sequence
 
 # subcommand -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "trace": ("grokviz._cli_trace", "trace checkpoints: per-sample losses and routing into a trace store"),
-    "metrics": ("grokviz._cli_metrics", "pathway metrics of a trace store, optionally against accuracy"),
+    "trace": (
+        "grokviz._cli_trace",
+        "trace checkpoints: per-sample losses and routing into a trace store",
+    ),
+    "metrics": (
+        "grokviz._cli_metrics",
+        "pathway metrics of a trace store, optionally against accuracy",
+    ),
     "toy": ("grokviz.toy.__main__", "train and inspect the tiny OLMoE toy runs that grok on a CPU"),
 }
 

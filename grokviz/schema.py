@@ -40,7 +40,9 @@ ROUTING: dict[str, pl.DataType] = {
     "step": pl.Int64(),
     "sample_id": pl.String(),
     "layer": pl.Int16(),  # index among the model's MoE layers, 0-based
-    "weights": pl.List(pl.Float32()),  # g_l(i): full-softmax weights averaged over real tokens, K values
+    "weights": pl.List(
+        pl.Float32()
+    ),  # g_l(i): full-softmax weights averaged over real tokens, K values
 }
 
 TOKEN_ROUTING: dict[str, pl.DataType] = {

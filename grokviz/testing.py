@@ -40,8 +40,9 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
         "n_routed_experts": 8,
         "n_shared_experts": 1,
         "moe_intermediate_size": 32,
-        "first_k_dense_replace": 1,  # layer 0 dense, so only layer 1 is MoE: exercises layer mapping
+        "first_k_dense_replace": 1,  # layer 0 dense, layers 1-2 MoE: exercises layer mapping
         "num_hidden_layers": 3,
+        "num_key_value_heads": 4,  # MLA has one key/value head per attention head
         "kv_lora_rank": 16,
         "q_lora_rank": 16,
         "qk_rope_head_dim": 8,

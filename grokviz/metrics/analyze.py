@@ -1,0 +1,322 @@
+"""The one call: a trace store in, the ``metrics`` table out (DESIGN.md §1-2).
+
+:func:`analyze` finds which training samples are memorized (from the store's losses), groups them
+(globally, per domain, per memorization onset), and for every checkpoint computes each group's mean
+pairwise pathway distance, pathway consistency and complexity, training loss and routing entropy,
+with confidence intervals. :func:`~grokviz.metrics.correlate` then checks the series against
+accuracy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+import polars as pl
+
+from grokviz import schema
+from grokviz.errors import EmptyInputError, TraceStoreError
+from grokviz.metrics.onsets import memorization_onsets
+from grokviz.metrics.stats import bootstrap_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grokviz.store import TraceStore
+
+__all__ = ["TraceSource", "analyze"]
+
+GroupKind = Literal["memorization", "domain", "global"]
+_GROUP_KINDS: tuple[str, ...] = ("global", "domain", "memorization")
+
+
+class TraceSource(Protocol):
+    """What :func:`analyze` reads; :class:`grokviz.TraceStore` is one.
+
+    Any object with these methods works, e.g. a few frames held in memory.
+    """
+
+    def checkpoints(self) -> pl.DataFrame: ...  # schema.CHECKPOINTS, in step order
+
+    def samples(self) -> pl.DataFrame: ...  # schema.SAMPLES
+
+    def losses(self) -> pl.DataFrame: ...  # schema.LOSSES
+
+    def routing_array(
+        self, checkpoint: str, *, sample_ids: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, list[str]]: ...  # [N, L, K] weights and their sample ids
+
+    def router_array(self, checkpoint: str) -> np.ndarray: ...  # [L, K, d] router rows
+
+
+def _open(store: Any) -> Any:
+    if isinstance(store, str | Path):
+        from grokviz.store import TraceStore
+
+        return TraceStore.open(store)
+    return store
+
+
+def _group_kinds(groups: str | Sequence[str]) -> list[str]:
+    kinds = [groups] if isinstance(groups, str) else list(groups)
+    bad = [g for g in kinds if g not in _GROUP_KINDS]
+    if bad or not kinds:
+        msg = f"groups must be some of {list(_GROUP_KINDS)}, got {groups!r}"
+        raise ValueError(msg)
+    return kinds
+
+
+def _select(
+    onsets: pl.DataFrame, *, memorized_only: bool, last_step: int, kinds: list[str]
+) -> tuple[list[str], dict[str, list[str]]]:
+    """The samples to analyze and each group's members (sample ids)."""
+    if memorized_only:
+        chosen = onsets.filter(pl.col("onset_step") < last_step)
+        if chosen.height == 0:
+            eps = sorted(set(onsets["eps"].to_list()))
+            msg = (
+                f"none of the {onsets.height} training samples is memorized before the last "
+                f"checkpoint (step {last_step}) with eps={eps}; pass a larger eps= or "
+                "memorized_only=False"
+            )
+            raise EmptyInputError(msg)
+    else:
+        chosen = onsets
+    ids = chosen["sample_id"].to_list()
+    members: dict[str, list[str]] = {}
+    if "global" in kinds:
+        members["global"] = ids
+    if "domain" in kinds:
+        for (domain,), part in chosen.group_by(["domain"], maintain_order=True):
+            members[str(domain)] = part["sample_id"].to_list()
+    if "memorization" in kinds:
+        grouped = chosen.filter(pl.col("group").is_not_null()).sort("onset_step")
+        for (group,), part in grouped.group_by(["group"], maintain_order=True):
+            members[str(group)] = part["sample_id"].to_list()
+    return ids, members
+
+
+def _row(ckpt: str, step: int, group: str, metric: str, v: float, lo: float, hi: float) -> dict:
+    nan_to_none = {"ci_low": None if np.isnan(lo) else lo, "ci_high": None if np.isnan(hi) else hi}
+    return {"checkpoint": ckpt, "step": step, "group": group, "metric": metric, "value": v} | (
+        nan_to_none
+    )
+
+
+def analyze(
+    store: TraceStore | TraceSource | str | Path,
+    *,
+    accuracy: pl.DataFrame | None = None,
+    tau: float = 0.7,
+    top_k: int | None = None,
+    unit: str = "expert",
+    eps: float | dict[str, float] | None = None,
+    delta: float = 0.05,
+    memorized_only: bool = True,
+    groups: GroupKind | Sequence[GroupKind] = _GROUP_KINDS,  # type: ignore[assignment]
+    n_pairs: int | None = None,
+    layers: Sequence[int] | None = None,
+    per_layer: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+    device: Any = None,
+    progress: bool = True,
+) -> pl.DataFrame:
+    """Pathway metrics of every checkpoint and sample group of a trace store.
+
+    Following the paper's protocol, the metrics are computed on *memorized* training samples only
+    (``memorized_only=True``): samples whose loss is at most ``eps`` and within ``delta`` of its
+    final value from some checkpoint before the last one on (see
+    :func:`~grokviz.metrics.memorization_onsets`; ``eps=None`` calibrates it per domain so
+    20-25% of samples qualify). The same samples are followed across all checkpoints.
+
+    Metrics, per checkpoint and group:
+
+    - ``distance``: mean pairwise edit distance between the samples' pathways (experts whose
+      cumulative routing weight first exceeds ``tau``, or the ``top_k``), with its interval;
+    - ``consistency`` / ``complexity``: mean pathway consistency and ``1 - consistency``, from
+      the router weight rows (skipped with a warning when the store has none);
+    - ``loss``: mean training loss; ``entropy``: mean routing entropy (the control);
+    - ``distance@L<l>`` for each layer ``l`` when ``per_layer``.
+
+    Groups: ``"global"`` (all analyzed samples), each domain, and each memorization group
+    ``"Pretrain@<step>"``. A distance needs 2 samples, so groups of one sample have no distance
+    rows. Intervals of means are percentile bootstraps over samples; the distance interval is
+    the one :func:`~grokviz.metrics.distance.mean_pairwise_distance` gives (none when exact).
+
+    Parameters
+    ----------
+    store
+        A :class:`~grokviz.TraceStore`, its folder, or any :class:`TraceSource`.
+    accuracy
+        Optional accuracy table; when given, the metrics frame carries ``accuracy`` rows too
+        (group = task), so one frame feeds plots and :func:`~grokviz.metrics.correlate`.
+    tau, top_k
+        Pathway construction: cumulative-weight threshold, or a fixed number of experts.
+    unit
+        Edit-distance symbol: ``"expert"`` (one id per symbol) or ``"char"`` (the paper's string).
+    eps, delta
+        Memorization thresholds (see :func:`~grokviz.metrics.memorization_onsets`).
+    memorized_only
+        Analyze memorized samples only (the paper); False analyzes every training sample.
+    groups
+        Which groupings to report: any of ``"global"``, ``"domain"``, ``"memorization"``.
+    n_pairs
+        Sample this many pairs for each distance instead of all pairs (large groups).
+    layers
+        MoE layer indices to use (default all).
+    per_layer
+        Add ``distance@L<l>`` rows.
+    n_boot
+        Bootstrap resamples for the intervals of means; 0 gives no intervals.
+    seed
+        Seed of pair sampling and bootstrap.
+    device
+        Torch device for distances and consistency (default: CPU / where tensors are).
+    progress
+        Show a progress bar over checkpoints.
+
+    Returns
+    -------
+    pl.DataFrame
+        The metrics table (:data:`grokviz.schema.METRICS`), sorted by step, group, metric.
+
+    Raises
+    ------
+    EmptyInputError
+        When no sample is memorized (pass a larger ``eps`` or ``memorized_only=False``).
+
+    Examples
+    --------
+    >>> import grokviz
+    >>> metrics = grokviz.analyze("traces/olmoe")  # doctest: +SKIP
+    >>> metrics.filter(metric="distance", group="global")  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    from grokviz.metrics.consistency import consistency as consistency_of
+    from grokviz.metrics.consistency import routing_entropy
+
+    src = _open(store)
+    kinds = _group_kinds(groups)
+    ckpts = schema.conform(src.checkpoints(), schema.CHECKPOINTS, name="checkpoints").sort("step")
+    if ckpts.height == 0:
+        msg = "the trace store has no checkpoints; trace some first (grokviz trace)"
+        raise EmptyInputError(msg)
+    losses = schema.conform(src.losses(), schema.LOSSES, name="losses")
+    samples = src.samples()
+    # stores whose samples carry no "train" split (e.g. all unlabelled) count every sample
+    split = (
+        "train" if "split" not in samples.columns or (samples["split"] == "train").any() else None
+    )
+    onsets = memorization_onsets(losses, samples, eps=eps, delta=delta, split=split)
+    last_step: int = losses["step"].max()  # type: ignore[assignment]
+    ids, members = _select(onsets, memorized_only=memorized_only, last_step=last_step, kinds=kinds)
+    layer_idx = None if layers is None else list(layers)
+
+    rows: list[dict] = []
+    warned_routers = False
+    bar = tqdm(ckpts.iter_rows(named=True), total=ckpts.height, disable=not progress, desc="ckpt")
+    for ck in bar:
+        label, step = ck["checkpoint"], int(ck["step"])
+        try:
+            weights, got = src.routing_array(label, sample_ids=ids)
+        except KeyError:  # some samples not traced at this checkpoint: use those that are
+            weights, got = src.routing_array(label)
+        weights = np.asarray(weights)
+        if layer_idx is not None:
+            weights = weights[:, layer_idx, :]
+        pos = {s: i for i, s in enumerate(got)}
+        cons = None
+        try:
+            routers = np.asarray(src.router_array(label))
+        except (TraceStoreError, KeyError, FileNotFoundError) as exc:  # traced without routers
+            if not warned_routers:
+                warnings.warn(
+                    f"no router weights for checkpoint {label!r} ({exc}); "
+                    "consistency and complexity are skipped",
+                    stacklevel=2,
+                )
+                warned_routers = True
+        else:
+            if layer_idx is not None:
+                routers = routers[layer_idx]
+            if weights.shape[1] >= 2:
+                cons = consistency_of(weights, routers, device=device)
+        entropy = routing_entropy(weights, device=device)
+        ckpt_loss = losses.filter(pl.col("checkpoint") == label)
+        loss_of = dict(zip(ckpt_loss["sample_id"], ckpt_loss["loss"], strict=True))
+
+        for group, sample_ids in members.items():
+            idx = np.array([pos[s] for s in sample_ids if s in pos], dtype=np.int64)
+            if idx.size == 0:
+                continue
+            means = {"entropy": entropy[idx]}
+            if cons is not None:
+                means["consistency"] = cons[idx]
+                means["complexity"] = 1.0 - cons[idx]
+            group_loss = [loss_of[s] for s in sample_ids if loss_of.get(s) is not None]
+            means["loss"] = np.asarray(group_loss, dtype=np.float64)
+            for metric, values in means.items():
+                if values.size:
+                    v, lo, hi = bootstrap_mean(values, n_boot=max(n_boot, 1), seed=seed)
+                    lo, hi = (lo, hi) if n_boot > 0 else (np.nan, np.nan)
+                    rows.append(_row(label, step, group, metric, v, lo, hi))
+            if idx.size >= 2:
+                rows += _distances(
+                    weights[idx],
+                    (label, step, group),
+                    tau=tau,
+                    top_k=top_k,
+                    unit=unit,
+                    n_pairs=n_pairs,
+                    per_layer=per_layer,
+                    layer_names=layer_idx or list(range(weights.shape[1])),
+                    seed=seed,
+                    device=device,
+                )
+    if accuracy is not None:
+        acc = schema.conform(accuracy, schema.ACCURACY, name="accuracy")
+        rows += [
+            _row(r["checkpoint"], r["step"], r["task"], "accuracy", r["accuracy"], np.nan, np.nan)
+            for r in acc.iter_rows(named=True)
+        ]
+    out = pl.DataFrame(rows, schema=schema.METRICS)
+    return out.sort("step", "group", "metric")
+
+
+def _distances(
+    weights: np.ndarray,
+    where: tuple[str, int, str],
+    *,
+    tau: float,
+    top_k: int | None,
+    unit: str,
+    n_pairs: int | None,
+    per_layer: bool,
+    layer_names: list[int],
+    seed: int,
+    device: Any,
+) -> list[dict]:
+    """Mean pairwise pathway distance of one group at one checkpoint (and per layer)."""
+    from grokviz.metrics.distance import mean_pairwise_distance, per_layer_mean_distance
+    from grokviz.pathways import encode, select_experts
+
+    paths = select_experts(weights, tau=None if top_k is not None else tau, top_k=top_k)
+    packed = encode(paths, unit=unit, num_experts=weights.shape[2])  # type: ignore[arg-type]
+    estimates = [
+        ("distance", mean_pairwise_distance(packed, n_pairs=n_pairs, seed=seed, device=device))
+    ]
+    if per_layer:
+        layer_est = per_layer_mean_distance(
+            paths, n_pairs=n_pairs, seed=seed, device=device, estimates=True
+        )
+        estimates += [
+            (f"distance@L{name}", e) for name, e in zip(layer_names, layer_est, strict=True)
+        ]
+    rows = []
+    for metric, est in estimates:
+        lo, hi = (np.nan, np.nan) if est.exact else (float(est.ci_low), float(est.ci_high))
+        rows.append(_row(*where, metric, float(est.value), lo, hi))
+    return rows

@@ -1,0 +1,56 @@
+"""grokviz's Jupyter widgets (anywidget): pathways, distances, and their evolution over training.
+
+Imported lazily, so ``import grokviz.widgets`` does not load anywidget until a widget is used.
+The front end is one bundle, ``grokviz/static/widgets.js``, built from ``js/`` (``make bundle``).
+
+Examples
+--------
+>>> from grokviz.widgets import PathwayDiagram, SimilarityMatrix  # doctest: +SKIP
+>>> PathwayDiagram(routing, samples=samples)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "PathwayDiagram": "grokviz.widgets.pathway_diagram",
+    "SimilarityMatrix": "grokviz.widgets.similarity_matrix",
+    "Timeline": "grokviz.widgets.timeline",
+    "Explorer": "grokviz.widgets.explorer",
+    "write_html": "grokviz.widgets._base",
+}
+
+__all__ = ["Explorer", "PathwayDiagram", "SimilarityMatrix", "Timeline", "write_html"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grokviz.widgets._base import write_html
+    from grokviz.widgets.explorer import Explorer
+    from grokviz.widgets.pathway_diagram import PathwayDiagram
+    from grokviz.widgets.similarity_matrix import SimilarityMatrix
+    from grokviz.widgets.timeline import Timeline
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        msg = f"module 'grokviz.widgets' has no attribute {name!r}"
+        raise AttributeError(msg)
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name in {"anywidget", "ipywidgets", "traitlets", "altair"}:
+            msg = (
+                f"grokviz.widgets.{name} needs {exc.name}, which is not installed; "
+                'install the widget extras: pip install "grokviz[widgets]"'
+            )
+            raise ModuleNotFoundError(msg, name=exc.name) from exc
+        raise
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,336 @@
+"""PathwayDiagram: every sample's route through the experts, layer by layer, across checkpoints.
+
+Front end: js/src/pathway_diagram.ts. Layers run left to right and experts top to bottom; each
+sample's pathway (its experts per layer, selected by cumulative weight ``tau`` or ``top_k``) is drawn
+as edges between consecutive layers, width from routing weight, colour from its group. A checkpoint
+slider morphs the drawing between checkpoints, so erratic early pathways visibly become shared
+ones. With token routing, a token mode shows one sample's tokens and, on click, a token's route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+import traitlets as t
+
+from grokviz import schema
+from grokviz.widgets._base import GrokvizWidget
+from grokviz.widgets._serialization import (
+    conform_routing,
+    path_rows,
+    routing_array,
+    table_to_ipc,
+)
+
+__all__ = ["PathwayDiagram"]
+
+
+def checkpoint_order(routing: pl.DataFrame) -> list[str]:
+    """Checkpoint labels of a routing table in training order (by step, then label)."""
+    frame = routing.select("checkpoint", "step").unique().sort(["step", "checkpoint"])
+    labels: list[str] = frame["checkpoint"].to_list()
+    if len(set(labels)) != len(labels):
+        msg = f"checkpoint labels must each have one step; found repeated labels in {labels}"
+        raise ValueError(msg)
+    return labels
+
+
+def sample_groups(
+    sample_ids: list[str], samples: Any, color_by: str | None, routing: pl.DataFrame
+) -> list[str]:
+    """The group of each sample: ``samples[color_by]`` (or a routing column of that name), else ""."""
+    if not color_by:
+        return [""] * len(sample_ids)
+    source: pl.DataFrame | None = None
+    if samples is not None:
+        frame = samples if isinstance(samples, pl.DataFrame) else pl.DataFrame(samples)
+        if "sample_id" not in frame.columns:
+            msg = f"the samples table needs a sample_id column; it has {frame.columns}"
+            raise ValueError(msg)
+        if color_by not in frame.columns:
+            msg = f"color_by={color_by!r} is not a column of samples; choose one of {frame.columns}"
+            raise ValueError(msg)
+        source = frame
+    elif color_by in routing.columns:
+        source = routing
+    if source is None:
+        return [""] * len(sample_ids)
+    pairs = source.select(pl.col("sample_id").cast(pl.String), pl.col(color_by).cast(pl.String))
+    mapping = dict(pairs.unique(subset="sample_id", keep="first").iter_rows())
+    return [mapping.get(sid) or "" for sid in sample_ids]
+
+
+class PathwayDiagram(GrokvizWidget):
+    """Samples' routing pathways drawn through the experts, with a morphing checkpoint slider.
+
+    Parameters
+    ----------
+    routing
+        A routing table (``grokviz.schema.ROUTING``: checkpoint, step, sample_id, layer, weights),
+        anything polars reads through the Arrow interface, or a ``TraceStore``.
+    tau, top_k
+        Expert selection per layer (:func:`grokviz.pathways.select_experts`): keep experts until
+        their cumulative weight exceeds ``tau``, or a fixed ``top_k`` (which overrides ``tau``).
+    samples
+        A samples table (``sample_id`` and the ``color_by`` column) to colour samples by group.
+        Defaults to the trace store's samples when ``routing`` is a store.
+    color_by
+        Column of ``samples`` giving each sample's group (e.g. ``"domain"``, ``"group"``).
+    token_routing
+        A token routing table (``grokviz.schema.TOKEN_ROUTING``) enabling the token mode.
+    checkpoint
+        The checkpoint shown first; default the last one.
+    sample_ids
+        Show only these samples, in this order; default every sample of the routing table.
+    **kwargs
+        Other traits, e.g. ``theme="dark"``, ``height=600``, ``mode="tokens"``.
+
+    Examples
+    --------
+    >>> from grokviz.widgets import PathwayDiagram
+    >>> diagram = PathwayDiagram(routing, samples=samples, color_by="domain")  # doctest: +SKIP
+    >>> diagram.checkpoint = diagram.checkpoints[0]  # doctest: +SKIP
+    >>> diagram.selected_samples  # what the user clicked  # doctest: +SKIP
+    ['math-0007']
+    """
+
+    _view = t.Unicode("pathway_diagram").tag(sync=True)
+    _paths = t.Bytes(b"").tag(sync=True)
+    """bytes: Arrow IPC pathway rows of the loaded checkpoints (see _serialization)."""
+    _samples = t.Bytes(b"").tag(sync=True)
+    """bytes: Arrow IPC (sample_id, group), one row per sample index."""
+    _tokens = t.Bytes(b"").tag(sync=True)
+    """bytes: Arrow IPC (token_index, token) of ``token_sample``."""
+    _token_routes = t.Bytes(b"").tag(sync=True)
+    """bytes: Arrow IPC (token_index, layer, expert, weight) of ``token_sample`` at ``checkpoint``."""
+    _n_layers = t.Int(0).tag(sync=True)
+    """int: number of MoE layers in the pathway rows."""
+    _n_experts = t.Int(0).tag(sync=True)
+    """int: number of experts per layer."""
+
+    tau = t.Float(0.7, allow_none=True)
+    """float | None: cumulative-weight threshold selecting each layer's experts. Default 0.7."""
+    top_k = t.Int(None, allow_none=True)
+    """int | None: a fixed number of experts per layer instead of ``tau``. Default None."""
+    color_by = t.Unicode("domain")
+    """str: column of ``samples`` colouring each sample's pathway. Default ``"domain"``."""
+    mode = t.Enum(["samples", "tokens"], default_value="samples").tag(sync=True)
+    """str: ``"samples"`` (every sample's pathway) or ``"tokens"`` (one sample's tokens). Default ``"samples"``."""
+    aggregate = t.Enum(["auto", "always", "never"], default_value="auto").tag(sync=True)
+    """str: draw edge bundles per group instead of per-sample lines; ``"auto"`` bundles large data."""
+    selected_samples = t.List(t.Unicode()).tag(sync=True)
+    """list[str]: sample_ids selected in the view (click; shift-click adds). Default ``[]``."""
+    token_sample = t.Unicode(None, allow_none=True).tag(sync=True)
+    """str | None: the sample whose tokens the token mode shows. Default: the first with tokens."""
+    selected_token = t.Int(None, allow_none=True).tag(sync=True)
+    """int | None: token_index whose route the token mode draws (click a token). Default None."""
+    width = t.Int(760).tag(sync=True)
+    """int: drawing width in CSS pixels. Default 760."""
+    height = t.Int(440).tag(sync=True)
+    """int: drawing height in CSS pixels. Default 440."""
+
+    # Send every checkpoint at once when checkpoints x samples x layers is at most this; beyond it,
+    # only the shown checkpoint and its successor, and more as the slider asks for them.
+    _PRELOAD_CELLS = 200_000
+
+    def __init__(
+        self,
+        routing: Any,
+        *,
+        tau: float | None = 0.7,
+        top_k: int | None = None,
+        samples: Any = None,
+        color_by: str = "domain",
+        token_routing: Any = None,
+        checkpoint: str | None = None,
+        sample_ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if samples is None and hasattr(routing, "samples") and callable(routing.samples):
+            samples = routing.samples()
+        frame = conform_routing(routing)
+        if frame.height == 0:
+            from grokviz.errors import EmptyInputError
+
+            msg = "the routing table is empty; trace some samples first (grokviz.trace)"
+            raise EmptyInputError(msg)
+        self._routing = frame
+        self._samples_frame = samples
+        if sample_ids is None:
+            sample_ids = frame["sample_id"].unique(maintain_order=True).to_list()
+        self._sample_ids: list[str] = [str(s) for s in sample_ids]
+        self._weights: dict[int, np.ndarray] = {}
+        self._rows: dict[int, dict[str, np.ndarray]] = {}
+        self._loaded: tuple[int, ...] = ()
+        self._token_frame = (
+            None
+            if token_routing is None
+            else schema.conform(token_routing, schema.TOKEN_ROUTING, name="token routing")
+        )
+        if self._token_frame is None and kwargs.get("mode") == "tokens":
+            msg = "mode='tokens' needs token_routing=...; trace with token routing for some samples"
+            raise ValueError(msg)
+        names = checkpoint_order(frame)
+        with self.hold_sync():
+            self.set_trait("checkpoints", names)
+            self.top_k = top_k
+            self.tau = None if top_k is not None else tau
+            self.color_by = color_by
+            self.checkpoint = checkpoint if checkpoint is not None else names[-1]
+            self._send_samples()
+            self._send_paths()
+            if self._token_frame is not None and self.token_sample is None:
+                have = self._token_frame["sample_id"].unique(maintain_order=True).to_list()
+                self.token_sample = have[0] if have else None
+            self._send_tokens()
+
+    # -- data --------------------------------------------------------------------------------
+
+    def _weights_of(self, index: int) -> np.ndarray:
+        if index not in self._weights:
+            w, _ = routing_array(self._routing, self.checkpoints[index], self._sample_ids)
+            self._weights[index] = w
+        return self._weights[index]
+
+    def _window(self) -> tuple[int, ...]:
+        n = len(self.checkpoints)
+        first = self._weights_of(0)
+        cells = n * first.shape[0] * first.shape[1]
+        if cells <= self._PRELOAD_CELLS:
+            return tuple(range(n))
+        i = self.checkpoints.index(self.checkpoint) if self.checkpoint in self.checkpoints else 0
+        return (i, i + 1) if i + 1 < n else (max(0, i - 1), i)
+
+    def _send_paths(self, *, force: bool = False) -> None:
+        window = self._window()
+        if window == self._loaded and not force:
+            return
+        for index in window:
+            if index not in self._rows:
+                self._rows[index] = path_rows(
+                    {index: self._weights_of(index)}, tau=self.tau, top_k=self.top_k
+                )
+        merged = {
+            name: np.concatenate([self._rows[i][name] for i in window])
+            for name in self._rows[window[0]]
+        }
+        w = self._weights_of(window[0])
+        with self.hold_sync():
+            self._n_layers = int(w.shape[1])
+            self._n_experts = int(w.shape[2])
+            self._paths = table_to_ipc(merged)
+        self._loaded = window
+
+    def _send_samples(self) -> None:
+        groups = sample_groups(self._sample_ids, self._samples_frame, self.color_by, self._routing)
+        self._samples = table_to_ipc({"sample_id": self._sample_ids, "group": groups})
+
+    def _send_tokens(self) -> None:
+        frame = self._token_frame
+        if frame is None or self.token_sample is None:
+            self._tokens = b""
+            self._token_routes = b""
+            return
+        rows = frame.filter(pl.col("sample_id") == self.token_sample)
+        tokens = rows.select("token_index", "token").unique("token_index").sort("token_index")
+        here = rows.filter(pl.col("checkpoint") == self.checkpoint).sort("token_index", "layer")
+        exploded = here.select("token_index", "layer", "experts", "weights").explode(
+            "experts", "weights"
+        )
+        with self.hold_sync():
+            self._tokens = table_to_ipc(
+                {
+                    "token_index": tokens["token_index"].to_numpy().astype(np.int32),
+                    "token": tokens["token"].to_list(),
+                }
+            )
+            self._token_routes = table_to_ipc(
+                {
+                    "token_index": exploded["token_index"].to_numpy().astype(np.int32),
+                    "layer": exploded["layer"].to_numpy().astype(np.uint16),
+                    "expert": exploded["experts"].to_numpy().astype(np.uint16),
+                    "weight": exploded["weights"].to_numpy().astype(np.float32),
+                }
+            )
+
+    # -- reactions ---------------------------------------------------------------------------
+
+    @t.observe("checkpoint")
+    def _on_checkpoint(self, change: dict[str, Any]) -> None:
+        if not self._ready():
+            return
+        self._send_paths()
+        self._send_tokens()
+
+    @t.observe("tau", "top_k")
+    def _on_selection_rule(self, change: dict[str, Any]) -> None:
+        # tau and top_k exclude each other; clearing one re-enters here once, which recomputes.
+        if change["name"] == "top_k" and change["new"] is not None and self.tau is not None:
+            self.tau = None
+            return
+        if change["name"] == "tau" and change["new"] is not None and self.top_k is not None:
+            self.top_k = None
+            return
+        if not self._ready():
+            return
+        if self.tau is None and self.top_k is None:
+            msg = "set one of tau (e.g. 0.7) or top_k (e.g. 8) to select each layer's experts"
+            raise t.TraitError(msg)
+        self._rows.clear()
+        self._send_paths(force=True)
+
+    @t.observe("color_by")
+    def _on_color_by(self, change: dict[str, Any]) -> None:
+        if self._ready():
+            self._send_samples()
+
+    @t.observe("token_sample")
+    def _on_token_sample(self, change: dict[str, Any]) -> None:
+        if self._ready():
+            with self.hold_sync():
+                self.selected_token = None
+                self._send_tokens()
+
+    @t.observe("selected_samples")
+    def _on_selection(self, change: dict[str, Any]) -> None:
+        # The token mode follows the latest selected sample that has token routing.
+        frame = self._token_frame
+        new = [s for s in change["new"] if s not in (change["old"] or [])]
+        if frame is None or not new:
+            return
+        if frame.filter(pl.col("sample_id") == new[-1]).height:
+            self.token_sample = new[-1]
+
+    def _ready(self) -> bool:
+        return hasattr(self, "_routing") and bool(self.checkpoints) and self._loaded != ()
+
+    # -- public helpers ----------------------------------------------------------------------
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """The samples drawn, in index order (the ``sample`` column of the pathway rows)."""
+        return list(self._sample_ids)
+
+    def pathway(self, sample_id: str, checkpoint: str | None = None) -> list[list[int]]:
+        """The experts of ``sample_id`` per layer at ``checkpoint`` (default the shown one).
+
+        Examples
+        --------
+        >>> diagram.pathway("math-0007")  # doctest: +SKIP
+        [[3, 1], [9], [12, 4, 5]]
+        """
+        from grokviz.pathways import select_experts
+
+        if sample_id not in self._sample_ids:
+            msg = f"sample {sample_id!r} is not drawn here; choose one of {self._sample_ids[:5]}..."
+            raise KeyError(msg)
+        name = checkpoint or self.checkpoint
+        if name not in self.checkpoints:
+            msg = f"checkpoint {name!r} is not in this widget's data; choose one of {self.checkpoints}"
+            raise KeyError(msg)
+        index = self.checkpoints.index(name)
+        w = self._weights_of(index)[self._sample_ids.index(sample_id)][None]
+        return [layer.tolist() for layer in select_experts(w, tau=self.tau, top_k=self.top_k)[0]]
