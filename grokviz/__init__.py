@@ -1,7 +1,9 @@
 """grokviz: see memorization turn into generalization inside Mixture-of-Experts language models.
 
-The public API is small and imported lazily, so ``import grokviz`` stays fast: torch,
-transformers and the widget stack load only when a name that needs them is first used.
+The modules follow the data: :mod:`grokviz.checkpoints` -> :mod:`grokviz.trace` (whose
+``trace()`` fills a :class:`TraceStore`) -> :mod:`grokviz.pathways` -> :mod:`grokviz.metrics` ->
+:mod:`grokviz.widgets`. The top-level API is small and imported lazily, so ``import grokviz``
+stays fast: torch, transformers and the widget stack load only when first used.
 """
 
 from __future__ import annotations
@@ -19,10 +21,8 @@ _EXPORTS: dict[str, str] = {
     "Checkpoint": "grokviz.checkpoints",
     "list_checkpoints": "grokviz.checkpoints",
     "load_model": "grokviz.checkpoints",
-    "trace": "grokviz.trace",
     "iter_trace": "grokviz.trace",
     "TraceStore": "grokviz.store",
-    "pathways": "grokviz.pathways",
     "analyze": "grokviz.metrics",
 }
 
@@ -34,16 +34,13 @@ __all__ = [
     "iter_trace",
     "list_checkpoints",
     "load_model",
-    "pathways",
-    "trace",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from grokviz.checkpoints import Checkpoint, list_checkpoints, load_model
-    from grokviz.metrics import analyze
-    from grokviz.pathways import pathways
+    from grokviz.metrics.analyze import analyze
     from grokviz.store import TraceStore
-    from grokviz.trace import iter_trace, trace
+    from grokviz.trace import iter_trace
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@ and casts compatible dtypes, so files written by one stage can be read by the ne
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import polars as pl
 
@@ -89,7 +90,7 @@ METRICS: dict[str, pl.DataType] = {
 }
 
 
-def conform(frame: object, schema: Mapping[str, pl.DataType], *, name: str) -> pl.DataFrame:
+def conform(frame: Any, schema: Mapping[str, pl.DataType], *, name: str) -> pl.DataFrame:
     """Return ``frame`` as a polars DataFrame with ``schema``'s columns cast to its dtypes.
 
     Accepts anything polars can read through the Arrow interface (pandas, pyarrow). Extra

@@ -1,0 +1,154 @@
+"""``grokviz trace``: trace checkpoints over a sample file into a resumable trace store."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from grokviz.errors import GrokvizError
+
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
+_EPILOG = """\
+examples:
+  grokviz trace runs/olmoe-tiny --samples samples.parquet --out traces/olmoe-tiny
+  grokviz trace allenai/OLMoE-1B-7B-0924 --revisions step5000-tokens20B,step10000-tokens41B \\
+      --samples samples.jsonl --out traces/olmoe --device cuda --dtype bfloat16
+
+Re-running the same command resumes: finished (checkpoint, shard) parts are skipped.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grokviz trace",
+        description="Trace checkpoints: per-sample losses and MoE routing weights into a trace store.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "checkpoints",
+        nargs="+",
+        metavar="CHECKPOINTS",
+        help="checkpoint folder(s), a folder of checkpoint folders, or hub repo id(s)",
+    )
+    parser.add_argument(
+        "--samples",
+        required=True,
+        type=Path,
+        help="samples table (.parquet, .csv, .jsonl or .json) with sample_id, text, domain, split",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="trace store folder")
+    parser.add_argument("--revisions", help="comma-separated hub revisions (branches or tags)")
+    parser.add_argument("--select", help="comma-separated sample_ids to keep per-token routing of")
+    parser.add_argument("--batch-size", type=int, default=16, help="samples per forward pass")
+    parser.add_argument("--max-length", type=int, default=512, help="truncate samples to N tokens")
+    parser.add_argument("--shard-size", type=int, default=1024, help="samples per stored part")
+    parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--dtype", choices=_DTYPES, default="auto", help="weights precision")
+    parser.add_argument(
+        "--allow-pickle", action="store_true", help="allow loading pickle (.bin) weights"
+    )
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="allow running a checkpoint's own code"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
+    return parser
+
+
+def read_samples(path: Path) -> Any:
+    """Read a samples table from a Parquet, CSV, JSON Lines or JSON file."""
+    import polars as pl
+
+    if not path.is_file():
+        msg = f"samples file {str(path)!r} does not exist"
+        raise FileNotFoundError(msg)
+    suffix = path.suffix.lower()
+    readers: dict[str, Callable[[Path], Any]] = {
+        ".parquet": pl.read_parquet,
+        ".csv": pl.read_csv,
+        ".jsonl": pl.read_ndjson,
+        ".ndjson": pl.read_ndjson,
+        ".json": pl.read_json,
+    }
+    reader = readers.get(suffix)
+    if reader is None:
+        msg = f"cannot read samples from {str(path)!r}: use a .parquet, .csv, .jsonl or .json file"
+        raise ValueError(msg)
+    return reader(path)
+
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from grokviz.checkpoints import list_checkpoints
+    from grokviz.trace import trace
+
+    samples = read_samples(args.samples)
+    revisions = _split(args.revisions) or None
+    checkpoints = []
+    for source in args.checkpoints:
+        checkpoints += list_checkpoints(source, revisions=revisions)
+    dtype = None
+    if args.dtype != "auto":
+        import torch
+
+        dtype = getattr(torch, args.dtype)
+    store = trace(
+        checkpoints,
+        samples,
+        args.out,
+        select=_split(args.select),
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        device=args.device,
+        dtype=dtype,
+        shard_size=args.shard_size,
+        progress=not args.no_progress,
+        allow_pickle=args.allow_pickle,
+        trust_remote_code=args.trust_remote_code,
+    )
+    if not args.quiet:
+        frame = store.checkpoints()
+        done = int((frame["parts_done"] == frame["parts_total"]).sum())
+        print(f"trace store {store.path}: {done} of {frame.height} checkpoint(s) complete")
+    return 0
+
+
+def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    # a user of the command wants the message, not the source line that issued it
+    print(f"grokviz: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str]) -> int:
+    """Run ``grokviz trace`` with command-line arguments ``argv``; return the exit status."""
+    args = _parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("grokviz: %(message)s"))
+    log = logging.getLogger("grokviz")
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _run(args)
+    except KeyboardInterrupt:
+        print(
+            f"\ngrokviz trace: interrupted. Finished parts are saved in {str(args.out)!r}; "
+            "run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    except (GrokvizError, ValueError, FileNotFoundError) as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the message's layout
+        print(f"grokviz trace: error: {message}", file=sys.stderr)
+        return 2
+    finally:
+        log.removeHandler(handler)

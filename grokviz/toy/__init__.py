@@ -1,0 +1,66 @@
+"""Tiny OLMoE-architecture runs on modular arithmetic that memorize first and generalize later.
+
+A newcomer without a GPU or the model hub sees grokking in minutes::
+
+    python -m grokviz.toy train --out runs/toy     # checkpoints + accuracy tables
+    python -m grokviz.toy trace --run runs/toy     # routing + losses into runs/toy/trace
+    python -m grokviz.toy report --run runs/toy    # docs/toy_results.md
+
+The shipped run lives in ``data/samples/toy``. Modules: :mod:`~grokviz.toy.tasks` (equations,
+tokenizer), :mod:`~grokviz.toy.model` (configs, checkpoints), :mod:`~grokviz.toy.train` (the
+trainer), :mod:`~grokviz.toy.report` (tracing and the written result). Importing this package
+does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "OPERATIONS": "grokviz.toy.tasks",
+    "make_samples": "grokviz.toy.tasks",
+    "make_tokenizer": "grokviz.toy.tasks",
+    "ModelSpec": "grokviz.toy.model",
+    "load_checkpoint": "grokviz.toy.model",
+    "PRESETS": "grokviz.toy.train",
+    "ToyConfig": "grokviz.toy.train",
+    "ToyRun": "grokviz.toy.train",
+    "train": "grokviz.toy.train",
+    "trace_run": "grokviz.toy.report",
+    "write_report": "grokviz.toy.report",
+}
+
+__all__ = [
+    "OPERATIONS",
+    "PRESETS",
+    "ModelSpec",
+    "ToyConfig",
+    "ToyRun",
+    "load_checkpoint",
+    "make_samples",
+    "make_tokenizer",
+    "trace_run",
+    "train",
+    "write_report",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grokviz.toy.model import ModelSpec, load_checkpoint
+    from grokviz.toy.report import trace_run, write_report
+    from grokviz.toy.tasks import OPERATIONS, make_samples, make_tokenizer
+    from grokviz.toy.train import PRESETS, ToyConfig, ToyRun, train
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        msg = f"module 'grokviz.toy' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

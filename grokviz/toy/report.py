@@ -1,0 +1,504 @@
+"""Trace a toy run and write its result: the paper's Table 1 and each group's grokking delay.
+
+:func:`trace_run` traces every checkpoint of a run over its samples into a trace store;
+:func:`write_report` runs grokviz's analysis on that store and writes ``docs/toy_results.md``:
+
+- the memorization-to-generalization delay of each operation, from the dense training log and
+  from the paper's per-sample onsets;
+- Table 1 on the toy: Pearson and Spearman correlation across checkpoints of the average pathway
+  distance, pathway consistency, training loss and validation loss with test accuracy, per group;
+- the same under other views (pathway threshold tau, single layers, all training samples rather
+  than memorized ones, only checkpoints after test accuracy starts rising), to see where the toy
+  agrees with the paper and where it does not.
+
+Every number in the report is computed here; the prose around them is chosen by the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from grokviz.schema import METRICS, SAMPLES, conform
+from grokviz.toy.train import ToyRun
+
+_PAPER_SIGN = {"distance": -1, "consistency": +1}
+_METRIC_NAMES = {
+    "distance": "avg pathway distance",
+    "consistency": "pathway consistency",
+    "loss": "training loss",
+    "val_loss": "validation loss",
+}
+
+
+def trace_run(
+    run: str | Path,
+    *,
+    store: str | Path | None = None,
+    token_samples: int = 2,
+    batch_size: int = 512,
+    progress: bool = True,
+) -> Path:
+    """Trace every checkpoint of a toy run over all its samples into a trace store.
+
+    Parameters
+    ----------
+    run
+        A run folder written by :func:`grokviz.toy.train.train`.
+    store
+        The trace store folder (default ``<run>/trace``); resumable.
+    token_samples
+        Per operation and split, this many samples keep their per-token routing.
+    batch_size
+        Samples per forward pass.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    Path
+        The store folder.
+
+    Examples
+    --------
+    >>> trace_run("data/samples/toy")  # doctest: +SKIP
+    PosixPath('data/samples/toy/trace')
+    """
+    from grokviz.trace import trace
+
+    toy = ToyRun.load(run)
+    target = Path(store) if store is not None else toy.out / "trace"
+    samples = conform(toy.samples.select(list(SAMPLES)), SAMPLES, name="samples")
+    select = (
+        samples.group_by("domain", "split", maintain_order=True)
+        .head(token_samples)["sample_id"]
+        .to_list()
+    )
+    trace(
+        [str(c) for c in toy.checkpoints],
+        samples,
+        target,
+        select=select,
+        batch_size=batch_size,
+        max_length=16,
+        progress=progress,
+    )
+    return target
+
+
+# --- delays ------------------------------------------------------------------------------------
+
+
+def _first_lasting(steps: np.ndarray, ok: np.ndarray) -> int | None:
+    """First step from which ``ok`` holds at every later step too."""
+    bad = np.flatnonzero(~ok)
+    start = 0 if bad.size == 0 else bad[-1] + 1
+    return int(steps[start]) if start < len(steps) else None
+
+
+def log_delays(
+    log: pl.DataFrame, *, train_level: float = 0.99, test_level: float = 0.9
+) -> pl.DataFrame:
+    """Per operation: the step train accuracy reaches ``train_level`` for good, the step test
+    accuracy reaches ``test_level`` for good, and the delay between them.
+
+    Examples
+    --------
+    >>> log = pl.DataFrame({"step": [0, 0, 10, 10, 20, 20], "domain": "add",
+    ...     "split": ["train", "test"] * 3, "accuracy": [0.0, 0.0, 1.0, 0.1, 1.0, 0.95]})
+    >>> log_delays(log).row(0)
+    ('add', 10, 20, 10, 0.1)
+    """
+    rows = []
+    for (domain,), part in log.sort("step").group_by(["domain"], maintain_order=True):
+        wide = part.pivot(on="split", index="step", values="accuracy").sort("step")
+        steps = wide["step"].to_numpy()
+        memorized = _first_lasting(steps, wide["train"].to_numpy() >= train_level)
+        generalized = _first_lasting(steps, wide["test"].to_numpy() >= test_level)
+        at_mem = (
+            None
+            if memorized is None
+            else float(wide.filter(pl.col("step") == memorized)["test"][0])
+        )
+        delay = None if memorized is None or generalized is None else generalized - memorized
+        rows.append((str(domain), memorized, generalized, delay, at_mem))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "domain": pl.String(),
+            "memorized_step": pl.Int64(),
+            "generalized_step": pl.Int64(),
+            "delay": pl.Int64(),
+            "test_acc_at_memorization": pl.Float64(),
+        },
+        orient="row",
+    )
+
+
+def sample_delays(toy: ToyRun, store: Any) -> pl.DataFrame | None:
+    """The paper's per-sample onsets: median memorization and generalization step per domain,
+    and the Hungarian pairing of ``Pretrain@t*`` with ``Test@t#`` groups (None if unavailable)."""
+    from grokviz.metrics import generalization_onsets, memorization_onsets, pair_groups
+
+    samples = toy.samples
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = memorization_onsets(store.losses(), samples)
+    gen = generalization_onsets(toy.sample_accuracy, samples)
+    summary = (
+        mem.group_by("domain")
+        .agg(
+            pl.col("eps").first(),
+            pl.col("onset_step").is_not_null().mean().alias("memorized_fraction"),
+            pl.col("onset_step").median().alias("median_memorization_step"),
+        )
+        .join(
+            gen.group_by("domain").agg(
+                pl.col("onset_step").is_not_null().mean().alias("generalized_fraction"),
+                pl.col("onset_step").median().alias("median_generalization_step"),
+            ),
+            on="domain",
+        )
+    )
+    try:
+        pairs = pair_groups(mem, gen, samples).pairs
+    except ImportError:
+        return summary.sort("domain")
+    paired = pairs.group_by("domain").agg(
+        pl.len().alias("paired_groups"), pl.col("delay").median().alias("median_paired_delay")
+    )
+    return summary.join(paired, on="domain", how="left").sort("domain")
+
+
+# --- correlations ------------------------------------------------------------------------------
+
+
+def _val_loss(store: Any, samples: pl.DataFrame) -> pl.DataFrame:
+    """Mean traced loss of each domain's validation samples per checkpoint, as metrics rows."""
+    val = samples.filter(pl.col("split") == "val").select("sample_id", "domain")
+    frame = (
+        store.losses()
+        .join(val, on="sample_id")
+        .group_by("checkpoint", "step", "domain")
+        .agg(pl.col("loss").mean().alias("value"))
+        .rename({"domain": "group"})
+        .with_columns(metric=pl.lit("val_loss"), ci_low=None, ci_high=None)
+    )
+    return conform(frame, METRICS, name="metrics").select(list(METRICS))
+
+
+def _table(corr: pl.DataFrame, groups: Sequence[str], metrics: Sequence[str]) -> pl.DataFrame:
+    """Pearson / Spearman of each metric with the group's own test accuracy."""
+    rows = corr.filter(
+        pl.col("group").is_in(list(groups))
+        & (pl.col("task") == pl.col("group"))
+        & pl.col("metric").is_in(list(metrics))
+    )
+    return rows.select("group", "metric", "pearson_r", "spearman_r", "n").sort("group", "metric")
+
+
+def _fmt(value: Any, spec: str = "+.2f") -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    return format(value, spec)
+
+
+def _markdown_table(table: pl.DataFrame, groups: Sequence[str], metrics: Sequence[str]) -> str:
+    head = "| group | " + " | ".join(f"{_METRIC_NAMES.get(m, m)} (P / S)" for m in metrics) + " |"
+    lines = [head, "|---" * (len(metrics) + 1) + "|"]
+    for group in groups:
+        cells = []
+        for metric in metrics:
+            row = table.filter((pl.col("group") == group) & (pl.col("metric") == metric))
+            if row.height:
+                cells.append(f"{_fmt(row['pearson_r'][0])} / {_fmt(row['spearman_r'][0])}")
+            else:
+                cells.append("–")
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@dataclass
+class ToyAnalysis:
+    """The numbers behind the report."""
+
+    table1: pl.DataFrame
+    table1_rise: pl.DataFrame
+    rise_steps: dict[str, int]
+    views: dict[str, pl.DataFrame]
+    delays: pl.DataFrame
+    sample_delays: pl.DataFrame | None
+    accuracy: pl.DataFrame
+    log: pl.DataFrame
+    metrics: pl.DataFrame
+
+
+def _rise_step(accuracy: pl.DataFrame, task: str) -> int:
+    """Last checkpoint before test accuracy leaves its early plateau (paper: where the rise starts).
+
+    The plateau level is the accuracy at the first checkpoint; the rise starts at the last
+    checkpoint whose accuracy is within 0.05 of it, or at the accuracy minimum if it dips.
+    """
+    part = accuracy.filter(pl.col("task") == task).sort("step")
+    acc, steps = part["accuracy"].to_numpy(), part["step"].to_numpy()
+    low = int(np.argmin(acc[: max(1, int(np.argmax(acc)) + 1)]))
+    near = np.flatnonzero(np.abs(acc - acc[0]) <= 0.05)
+    near = near[near <= int(np.argmax(acc))]
+    start = max(low, int(near[-1]) if near.size else 0)
+    return int(steps[start])
+
+
+def analyze_run(
+    run: str | Path, *, store: str | Path | None = None, progress: bool = False
+) -> ToyAnalysis:
+    """Run grokviz's analysis on a traced toy run (see the module docstring).
+
+    Examples
+    --------
+    >>> result = analyze_run("data/samples/toy")  # doctest: +SKIP
+    >>> result.table1.filter(metric="distance")  # doctest: +SKIP
+    """
+    from grokviz.metrics import analyze, correlate
+    from grokviz.store import TraceStore
+
+    toy = ToyRun.load(run)
+    st = TraceStore.open(Path(store) if store is not None else toy.out / "trace")
+    domains = list(toy.config.operations)
+    accuracy = toy.accuracy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = analyze(st, tau=0.7, groups=("global", "domain"), n_boot=0, progress=progress)
+    val = _val_loss(st, toy.samples)
+    metrics = pl.concat([base, val], how="vertical_relaxed")
+    # the "global" group follows the overall test accuracy ("all")
+    acc_global = accuracy.with_columns(
+        task=pl.when(pl.col("task") == "all").then(pl.lit("global")).otherwise(pl.col("task"))
+    )
+    groups = [*domains, "global"]
+    names = ["distance", "consistency", "loss", "val_loss"]
+    global_val = (
+        val.group_by("checkpoint", "step")
+        .agg(pl.col("value").mean())
+        .with_columns(group=pl.lit("global"), metric=pl.lit("val_loss"), ci_low=None, ci_high=None)
+    )
+    metrics = pl.concat(
+        [metrics, conform(global_val, METRICS, name="metrics").select(list(METRICS))],
+        how="vertical_relaxed",
+    )
+    table1 = _table(correlate(metrics, acc_global), groups, names)
+
+    rise = {g: _rise_step(acc_global, g) for g in groups}
+    rise_parts = [
+        _table(correlate(metrics.filter(pl.col("group") == g), acc_global, from_step=s), [g], names)
+        for g, s in rise.items()
+    ]
+    table1_rise = pl.concat(rise_parts)
+
+    views: dict[str, pl.DataFrame] = {}
+    view_specs: dict[str, dict[str, Any]] = {
+        "tau=0.5": {"tau": 0.5},
+        "tau=0.8": {"tau": 0.8},
+        "top-2 experts": {"top_k": 2},
+        "all training samples": {"memorized_only": False},
+        "per layer": {"per_layer": True},
+    }
+    for name, kwargs in view_specs.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = analyze(st, groups=("global", "domain"), n_boot=0, progress=False, **kwargs)
+        wanted = sorted(
+            {x for x in m["metric"].unique() if x.startswith("distance")} | {"consistency", "loss"}
+        )
+        views[name] = _table(correlate(m, acc_global), groups, wanted)
+
+    return ToyAnalysis(
+        table1=table1,
+        table1_rise=table1_rise,
+        rise_steps=rise,
+        views=views,
+        delays=log_delays(toy.log),
+        sample_delays=sample_delays(toy, st),
+        accuracy=acc_global,
+        log=toy.log,
+        metrics=metrics,
+    )
+
+
+# --- the Markdown ------------------------------------------------------------------------------
+
+
+def _agreement(table: pl.DataFrame, groups: Sequence[str]) -> list[str]:
+    """Sentences comparing each metric's sign and strength with the paper's Table 1."""
+    out = []
+    for metric, sign in _PAPER_SIGN.items():
+        rows = table.filter((pl.col("metric") == metric) & pl.col("group").is_in(list(groups)))
+        if rows.height == 0:
+            continue
+        r = rows["spearman_r"].to_numpy()
+        agree = int(np.sum(np.sign(r) == sign))
+        strong = int(np.sum(sign * r >= 0.9))
+        expect = "negative" if sign < 0 else "positive"
+        out.append(
+            f"- **{_METRIC_NAMES[metric]}**: Spearman has the paper's sign ({expect}) in {agree} "
+            f"of {rows.height} groups and is at least 0.9 in magnitude with that sign in {strong} "
+            f"(paper: {'−0.93 to −0.98' if sign < 0 else '+0.92 to +0.99'})."
+        )
+    return out
+
+
+def _accuracy_table(analysis: ToyAnalysis, groups: Sequence[str]) -> str:
+    log = analysis.log
+    acc = analysis.accuracy
+    steps = sorted(acc["step"].unique().to_list())
+    head = "| step | " + " | ".join(f"{g} train / test" for g in groups) + " |"
+    lines = [head, "|---" * (len(groups) + 1) + "|"]
+    for step in steps:
+        cells = []
+        for g in groups:
+            row = log.filter((pl.col("step") == step) & (pl.col("domain") == g))
+            tr = row.filter(pl.col("split") == "train")["accuracy"]
+            te = row.filter(pl.col("split") == "test")["accuracy"]
+            cells.append(
+                f"{_fmt(tr[0] if tr.len() else None, '.2f')} / {_fmt(te[0] if te.len() else None, '.2f')}"
+            )
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _frame_md(frame: pl.DataFrame) -> str:
+    cols = frame.columns
+    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+    for row in frame.iter_rows():
+        cells = [
+            _fmt(v, ".3g") if isinstance(v, float) else ("–" if v is None else str(v)) for v in row
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
+    """The Markdown text of the report."""
+    cfg = toy.config
+    domains = list(cfg.operations)
+    groups = [*domains, "global"]
+    names = ["distance", "consistency", "loss", "val_loss"]
+    meta = json.loads((toy.out / "run.json").read_text())
+    spec = cfg.model
+    parts = [
+        "# Toy OLMoE runs: memorization first, generalization later",
+        "",
+        "*Generated by `python -m grokviz.toy report` (grokviz/toy/report.py) from the shipped run "
+        f"in `{toy.out.as_posix()}`; every number below is computed, not typed.*",
+        "",
+        "## The run",
+        "",
+        f"- Task: modular arithmetic modulo p = {cfg.p}, one data group per operation: "
+        + ", ".join(
+            f"`{d}` (train fraction {f:.2f})"
+            for d, f in zip(domains, cfg.train_fraction, strict=True)
+        )
+        + f"; {cfg.val_fraction:.0%} of each operation's pairs form the validation split, the rest"
+        " the test split.",
+        f"- Model: `OlmoeForCausalLM`, {spec.num_layers} MoE layers × {spec.num_experts} experts, "
+        f"top-{spec.top_k}, hidden {spec.hidden_size}, expert width {spec.intermediate_size}.",
+        f"- Training: AdamW lr {cfg.lr}, weight decay {cfg.weight_decay}, batch {cfg.batch_size}, "
+        f"{cfg.steps} steps, prompt-token loss weight {cfg.prompt_weight}; "
+        f"{len(toy.checkpoints)} checkpoints "
+        f"({', '.join(c.name.split('-')[1].lstrip('0') or '0' for c in toy.checkpoints)}); "
+        f"seed {cfg.seed}, {meta['threads']} thread(s), {meta['seconds']:.0f} s wall time.",
+        "",
+        "## Memorization, then generalization",
+        "",
+        "Train / test accuracy of the answer token at each checkpoint:",
+        "",
+        _accuracy_table(analysis, domains),
+        "",
+        "From the dense training log (evaluated every "
+        f"{cfg.eval_every} steps): the step from which train accuracy stays ≥ 0.99 "
+        "(memorized), the step from which test accuracy stays ≥ 0.9 (generalized), the delay, "
+        "and the test accuracy at the moment of memorization:",
+        "",
+        _frame_md(analysis.delays),
+        "",
+    ]
+    if analysis.sample_delays is not None:
+        parts += [
+            "The paper's per-sample view (traced losses; ε chosen per domain so 20–25% of training "
+            "samples are memorized before the last checkpoint, δ = 0.05; a test sample "
+            "generalizes when it stays correct, > 0.8 with at most one error; groups paired by "
+            "MiniLM similarity and the Hungarian algorithm where available):",
+            "",
+            _frame_md(analysis.sample_delays),
+            "",
+        ]
+    parts += [
+        "## Table 1 on the toy",
+        "",
+        "Pearson / Spearman correlation across all checkpoints between each metric of the "
+        "group's memorized training samples and the group's test accuracy (global: all groups, "
+        "overall test accuracy). Pathways with τ = 0.7, edit distance over expert ids. "
+        "Validation loss: mean traced loss of the group's validation samples.",
+        "",
+        _markdown_table(analysis.table1, groups, names),
+        "",
+        *_agreement(analysis.table1, groups),
+        "",
+        "Only the checkpoints from the start of the test-accuracy rise on (as the paper "
+        "correlates), rise steps "
+        + ", ".join(f"{g}: {s}" for g, s in analysis.rise_steps.items())
+        + ":",
+        "",
+        _markdown_table(analysis.table1_rise, groups, names),
+        "",
+        *_agreement(analysis.table1_rise, groups),
+        "",
+        "## Other views",
+        "",
+    ]
+    for name, table in analysis.views.items():
+        metrics = sorted(table["metric"].unique().to_list())
+        parts += [f"### {name}", "", _markdown_table(table, groups, metrics), ""]
+    parts += [FINDINGS_MARKER, ""]
+    return "\n".join(parts)
+
+
+FINDINGS_MARKER = "<!-- findings -->"
+
+
+def write_report(
+    run: str | Path,
+    *,
+    store: str | Path | None = None,
+    out: str | Path = "docs/toy_results.md",
+    findings: str | None = None,
+) -> Path:
+    """Analyze a traced toy run and write the Markdown report to ``out``.
+
+    ``findings`` (Markdown) replaces the findings marker at the end of the report; by default
+    the discussion already in ``out`` below the marker is kept, so regenerating the numbers does
+    not drop it.
+
+    Examples
+    --------
+    >>> write_report("data/samples/toy", out="docs/toy_results.md")  # doctest: +SKIP
+    PosixPath('docs/toy_results.md')
+    """
+    path = Path(out)
+    toy = ToyRun.load(run)
+    text = render(analyze_run(run, store=store), toy)
+    if findings is None and path.is_file():
+        old = path.read_text()
+        if FINDINGS_MARKER in old:
+            findings = old.split(FINDINGS_MARKER, 1)[1].strip()
+    if findings:
+        text = text.replace(FINDINGS_MARKER, f"{FINDINGS_MARKER}\n\n{findings}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

@@ -1,0 +1,252 @@
+"""The Explorer: list a series, pick samples, trace in a thread, feed the views, show errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ipywidgets
+import polars as pl
+import pytest
+import traitlets
+
+from grokviz.testing import char_tokenizer, tiny_dense, tiny_moe
+from grokviz.widgets.explorer import Explorer
+
+SAMPLES = pl.DataFrame(
+    {
+        "sample_id": ["m1", "m2", "m3", "c1", "c2"],
+        "text": ["1+1=2", "2*3=6", "7-4=3", "def f(x): return x", "print('hi')"],
+        "domain": ["math", "math", "math", "code", "code"],
+        "split": "train",
+    }
+)
+
+
+class _View(ipywidgets.DOMWidget):
+    """Stands in for PathwayDiagram/SimilarityMatrix: built from routing, selects samples."""
+
+    selected_samples = traitlets.List(traitlets.Unicode())
+    selected_pair = traitlets.List(traitlets.Unicode())
+
+    def __init__(self, routing: pl.DataFrame, token_routing: pl.DataFrame) -> None:
+        super().__init__()
+        self.routing = routing
+        self.token_routing = token_routing
+
+
+class _Views:
+    """A view factory remembering every view it built, in order."""
+
+    def __init__(self) -> None:
+        self.made: list[_View] = []
+
+    def __call__(
+        self, routing: pl.DataFrame, token_routing: pl.DataFrame, samples: pl.DataFrame
+    ) -> list[_View]:
+        self.made.append(_View(routing, token_routing))
+        return [self.made[-1]]
+
+    @property
+    def last(self) -> _View:
+        return self.made[-1]
+
+    @property
+    def heights(self) -> list[int]:
+        return [v.routing.height for v in self.made]
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two tiny OLMoE checkpoints (2 MoE layers of 8 experts) saved like a training run."""
+    root = tmp_path_factory.mktemp("run")
+    tokenizer = char_tokenizer()
+    for seed, step in enumerate((100, 200)):
+        folder = root / f"step-{step:06d}"
+        tiny_moe("olmoe", seed=seed).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return root
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("dense")
+    folder = root / "step-000100"
+    tiny_dense().save_pretrained(folder)
+    char_tokenizer().save_pretrained(folder)
+    return root
+
+
+def _explorer(source: Path | str | None) -> tuple[Explorer, _Views]:
+    views = _Views()
+    explorer = Explorer(None if source is None else str(source), SAMPLES, make_views=views)
+    return explorer, views
+
+
+def test_source_lists_the_series_and_defaults_to_its_last_checkpoint(series: Path) -> None:
+    explorer, views = _explorer(series)
+    assert list(explorer.checkpoints.options) == ["step-000100", "step-000200"]
+    assert explorer.checkpoint == "step-000200"
+    explorer.checkpoints.value = "step-000100"
+    assert explorer.checkpoint == "step-000100"
+    explorer.checkpoint = "step-000200"  # as a linked Timeline would
+    assert explorer.checkpoints.value == "step-000200"
+    assert views.made == []  # nothing traced: the placeholder, no views
+    assert "press Trace" in explorer._view_box.children[0].value
+
+
+def test_search_filters_the_table_and_keeps_hidden_selections(series: Path) -> None:
+    explorer, _ = _explorer(series)
+    explorer.search.value = "MATH"
+    assert [v for _, v in explorer.table.options] == ["m1", "m2", "m3"]
+    explorer.table.value = ("m2",)
+    explorer.search.value = "print"
+    assert [v for _, v in explorer.table.options] == ["c2"]
+    explorer.table.value = ("c2",)
+    assert sorted(explorer.selected_samples) == ["c2", "m2"]
+    explorer.search.value = ""
+    assert sorted(explorer.table.value) == ["c2", "m2"]
+
+
+def test_trace_streams_routing_for_the_selected_samples(series: Path) -> None:
+    explorer, views = _explorer(series)
+    explorer.batch_size = 2
+    explorer.table.value = ("m1", "m2", "c1")
+    explorer.button.click()  # what the front end's click runs
+    assert explorer.running or explorer.progress.value == 3
+    explorer.wait(timeout=120)
+    assert not explorer.running
+    assert explorer.messages == []
+    assert (explorer.progress.value, explorer.progress.max) == (3, 3)
+    assert explorer.progress.bar_style == "success"
+
+    routing = explorer.routing
+    assert sorted(routing["sample_id"].unique()) == ["c1", "m1", "m2"]
+    assert routing["checkpoint"].unique().to_list() == ["step-000200"]
+    assert routing.height == 3 * 2  # 3 samples x 2 MoE layers
+    # Full-softmax weights over 8 experts, summing to 1 (DESIGN.md §1).
+    for weights in routing["weights"]:
+        assert len(weights) == 8
+        assert sum(weights) == pytest.approx(1.0, abs=1e-5)
+    assert explorer.losses.height == 3
+    assert set(explorer.token_routing["sample_id"].unique()) == {"c1", "m1", "m2"}
+
+    # The views filled batch by batch (2 + 1 samples), ending with every row, and only the
+    # latest views are shown.
+    assert views.heights == [4, 6]
+    assert explorer._view_box.children == (views.last,)
+    assert explorer.views == [views.last]
+    assert set(views.last.token_routing["sample_id"]) == {"c1", "m1", "m2"}
+
+
+def test_selection_is_shared_with_the_views(series: Path) -> None:
+    explorer, views = _explorer(series)
+    explorer.table.value = ("m1", "c1")
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    view = views.last
+    assert sorted(view.selected_samples) == ["c1", "m1"]
+    view.selected_samples = ["c1"]  # a click in the diagram
+    assert explorer.selected_samples == ["c1"]
+    assert explorer.table.value == ("c1",)
+    view.selected_pair = ["m1", "c1"]  # a click in the similarity matrix
+    assert sorted(explorer.table.value) == ["c1", "m1"]
+
+
+def test_nothing_is_traced_twice_and_checkpoints_accumulate(series: Path) -> None:
+    explorer, views = _explorer(series)
+    explorer.table.value = ("m1",)
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    explorer.table.value = ("m1", "m2")
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    assert explorer.progress.max == 1  # only m2 was new
+    assert explorer.routing.filter(pl.col("sample_id") == "m1").height == 2
+    assert explorer.trace() is None  # all traced already
+    explorer.checkpoints.value = "step-000100"
+    assert explorer.views == []  # nothing traced at this checkpoint yet
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    assert sorted(explorer.routing["checkpoint"].unique()) == ["step-000100", "step-000200"]
+    assert views.last.routing.height == 4
+    assert views.last.routing["checkpoint"].unique().to_list() == ["step-000100"]
+    explorer.checkpoints.value = "step-000200"  # back: its rows are still there
+    assert views.last.routing["checkpoint"].unique().to_list() == ["step-000200"]
+    # Different weights route differently: the two checkpoints' rows are not copies.
+    a, b = (
+        explorer.routing.filter((pl.col("checkpoint") == c) & (pl.col("sample_id") == "m1"))
+        .sort("layer")["weights"]
+        .to_list()
+        for c in ("step-000100", "step-000200")
+    )
+    assert a != b
+
+
+def test_empty_selection_says_what_to_do(series: Path) -> None:
+    explorer, _ = _explorer(series)
+    assert explorer.trace() is None
+    assert len(explorer.messages) == 1
+    assert "no samples selected" in explorer.messages[0]
+    html = explorer.errors.outputs[0]["data"]["text/html"]
+    assert "color:#c62828" in html
+
+
+def test_wrong_path_is_reported(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    explorer, _ = _explorer(missing)
+    assert explorer.checkpoints.options == ()
+    assert len(explorer.messages) == 1
+    assert str(missing) in explorer.messages[0]
+    explorer.table.value = ("m1",)
+    assert explorer.trace() is None
+    assert "choose a checkpoint first" in explorer.messages[-1]
+
+
+def test_dense_model_fails_in_red_and_keeps_what_was_traced(series: Path, dense: Path) -> None:
+    explorer, _ = _explorer(series)
+    explorer.table.value = ("m1",)
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    explorer.source.value = str(dense)
+    assert explorer.checkpoint == "step-000100"
+    thread = explorer.trace()
+    assert thread is not None
+    thread.join(120)
+    assert not explorer.running
+    assert explorer.progress.bar_style == "danger"
+    assert len(explorer.messages) == 1
+    assert "NotMoEError" in explorer.messages[0]
+    assert explorer.button.description == "Trace"
+    # The routing of the MoE series is still there, and not mixed up with the dense series'
+    # checkpoint of the same label.
+    assert explorer.routing.filter(pl.col("sample_id") == "m1").height == 2
+    assert explorer.views == []
+    explorer.source.value = str(series)
+    explorer.checkpoint = "step-000200"
+    assert explorer.current_routing().height == 2
+
+
+def test_stop_ends_the_trace_between_batches(series: Path) -> None:
+    explorer, _ = _explorer(series)
+    explorer.batch_size = 1
+    explorer.table.value = tuple(SAMPLES["sample_id"])
+    thread = explorer.trace()
+    assert thread is not None and explorer.button.description == "Stop"
+    explorer.button.click()
+    thread.join(120)
+    assert 1 <= explorer.progress.value <= 5
+    assert explorer.losses.height == explorer.progress.value
+
+
+def test_default_views_are_the_pathway_diagram_and_the_similarity_matrix(series: Path) -> None:
+    from grokviz.widgets.pathway_diagram import PathwayDiagram
+    from grokviz.widgets.similarity_matrix import SimilarityMatrix
+
+    explorer = Explorer(str(series), SAMPLES)
+    explorer.table.value = ("m1", "m2", "c1")
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    assert explorer.messages == []
+    diagram, matrix = explorer.views
+    assert isinstance(diagram, PathwayDiagram)
+    assert isinstance(matrix, SimilarityMatrix)
+    assert sorted(diagram.sample_ids) == ["c1", "m1", "m2"]
+    assert diagram.checkpoint == "step-000200"
+    assert matrix.distances().shape == (3, 3)
+    matrix.selected_pair = ["m2", "c1"]
+    assert sorted(explorer.selected_samples) == ["c1", "m2"]
+    assert sorted(diagram.selected_samples) == ["c1", "m2"]

@@ -1,0 +1,266 @@
+"""The toy runs: tasks, tokenizer, deterministic training, loadable checkpoints, the shipped run."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, SAMPLES
+from grokviz.toy.tasks import OPERATIONS, encode, equation, make_samples, make_tokenizer
+from grokviz.toy.train import PRESETS, ToyConfig, ToyRun, checkpoint_steps, train
+
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "samples" / "toy"
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+def test_answers_satisfy_the_operation_they_name() -> None:
+    p = 11
+    frame = make_samples(p=p, operations=list(OPERATIONS), train_fraction=0.5)
+    for name, a, b, c in frame.select("domain", "a", "b", "answer").iter_rows():
+        # checked by the defining property, not by the rule under test
+        if name == "add":
+            assert (c - b) % p == a
+        elif name == "sub":
+            assert (c + b) % p == a
+        elif name == "mul":
+            assert c == sum(a for _ in range(b)) % p
+        elif name == "div":
+            assert b != 0 and (c * b) % p == a
+        elif name == "sqsum":
+            assert c == (a**2 + b**2) % p
+        elif name == "cubic":
+            assert c == (a**3 + a * b) % p
+    assert frame["text"][0] == equation(*frame.select("a", "b").row(0), frame["domain"][0], p=p)
+
+
+def test_split_sizes_follow_each_operations_fraction_and_the_seed() -> None:
+    frame = make_samples(p=13, operations=["add", "div"], train_fraction={"add": 0.25, "div": 0.5})
+    counts = dict(frame.filter(pl.col("split") == "train").group_by("domain").len().iter_rows())
+    assert counts == {"add": round(0.25 * 169), "div": round(0.5 * 13 * 12)}
+    assert frame["sample_id"].is_unique().all()
+    assert list(SAMPLES) == frame.columns[:4]
+    again = make_samples(p=13, operations=["add", "div"], train_fraction={"add": 0.25, "div": 0.5})
+    assert again.equals(frame)
+    other = make_samples(p=13, operations=["add", "div"], train_fraction=0.5, seed=1)
+
+    def train_ids(f: pl.DataFrame) -> set[str]:
+        return set(
+            f.filter((pl.col("domain") == "div") & (pl.col("split") == "train"))["sample_id"]
+        )
+
+    assert train_ids(other) != train_ids(frame)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"p": 12}, "prime"), ({"operations": ["pow"]}, "unknown"), ({"train_fraction": 1.0}, "0, 1")],
+)
+def test_bad_task_arguments_say_what_to_do(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_samples(**{"p": 7, "operations": ["add"], **kwargs})
+
+
+def test_tokenizer_saves_loads_offline_and_matches_fast_encoding(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    ops = ["add", "sqsum"]
+    frame = make_samples(p=7, operations=ops)
+    make_tokenizer(p=7, operations=ops).save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
+    ids = tok(frame["text"].to_list())["input_ids"]
+    assert ids == encode(frame, p=7, operations=ops).tolist()
+    assert tok.decode(ids[0], skip_special_tokens=True) == frame["text"][0]
+    assert tok.convert_ids_to_tokens(ids[0])[0] == "<bos>"
+
+
+def test_checkpoint_schedule_is_log_spaced_and_ends_at_the_last_step() -> None:
+    steps = checkpoint_steps(3000, n=12, every=25)
+    assert steps[0] == 25 and steps[-1] == 3000 and len(steps) <= 12
+    assert all(s % 25 == 0 for s in steps)
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
+    assert gaps == sorted(gaps)  # spacing grows
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[ToyRun, ToyRun]:
+    config = PRESETS["tiny"]
+    first = train(config, tmp_path_factory.mktemp("a"), progress=False)
+    second = train(config, tmp_path_factory.mktemp("b"), progress=False)
+    return first, second
+
+
+def test_same_seed_same_run(tiny_runs: tuple[ToyRun, ToyRun]) -> None:
+    first, second = tiny_runs
+    assert first.log.equals(second.log)
+    assert first.accuracy.equals(second.accuracy)
+    assert first.sample_accuracy.equals(second.sample_accuracy)
+    for a, b in zip(first.checkpoints, second.checkpoints, strict=True):
+        assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+
+
+def test_run_folder_round_trips_and_tables_follow_the_schemas(
+    tiny_runs: tuple[ToyRun, ToyRun],
+) -> None:
+    run = tiny_runs[0]
+    loaded = ToyRun.load(run.out)
+    assert loaded.config == run.config
+    assert loaded.accuracy.equals(run.accuracy)
+    assert [c.name for c in loaded.checkpoints] == ["step-000002", "step-000004", "step-000006"]
+    assert dict(loaded.accuracy.schema) == {k: v for k, v in ACCURACY.items()}
+    assert dict(loaded.sample_accuracy.schema) == {k: v for k, v in SAMPLE_ACCURACY.items()}
+    test_ids = set(run.samples.filter(pl.col("split") == "test")["sample_id"])
+    assert set(loaded.sample_accuracy["sample_id"]) == test_ids
+    assert (
+        ToyConfig.from_json(json.loads((run.out / "run.json").read_text())["config"]) == run.config
+    )
+
+
+def _recomputed_accuracy(folder: Path, samples: pl.DataFrame) -> dict[str, float]:
+    """Test accuracy per domain from plain transformers calls on the sample text."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    test = samples.filter(pl.col("split") == "test")
+    prompts = [t.rsplit(" ", 1)[0] for t in test["text"]]
+    answers = [tok.convert_tokens_to_ids(t.rsplit(" ", 1)[1]) for t in test["text"]]
+    with torch.no_grad():
+        ids = torch.tensor(tok(prompts)["input_ids"])
+        predicted = model(input_ids=ids).logits[:, -1].argmax(-1)
+    correct = (predicted == torch.tensor(answers)).numpy()
+    frame = test.select("domain").with_columns(correct=pl.Series(correct))
+    return dict(frame.group_by("domain").agg(pl.col("correct").mean()).iter_rows())
+
+
+def test_checkpoints_load_with_plain_transformers_and_reproduce_the_accuracy_table(
+    tiny_runs: tuple[ToyRun, ToyRun],
+) -> None:
+    run = tiny_runs[0]
+    last = run.checkpoints[-1]
+    expected = dict(
+        run.accuracy.filter((pl.col("step") == 6) & (pl.col("task") != "all"))
+        .select("task", "accuracy")
+        .iter_rows()
+    )
+    assert _recomputed_accuracy(last, run.samples) == pytest.approx(expected, abs=1e-9)
+
+
+def test_checkpoints_load_with_grokviz_load_model(tiny_runs: tuple[ToyRun, ToyRun]) -> None:
+    checkpoints = pytest.importorskip("grokviz.checkpoints")
+    model, tokenizer = checkpoints.load_model(tiny_runs[0].checkpoints[0])
+    assert model.config.model_type == "olmoe"
+    assert tokenizer("1 + 2 = 3")["input_ids"][0] == tokenizer.bos_token_id
+
+
+def test_logged_loss_is_what_the_tracer_measures(tiny_runs: tuple[ToyRun, ToyRun]) -> None:
+    trace = pytest.importorskip("grokviz.trace")
+    run = tiny_runs[0]
+    folder = run.checkpoints[-1]
+    batches = list(trace.iter_trace(str(folder), run.samples.select(list(SAMPLES)), progress=False))
+    traced = pl.concat([b.losses for b in batches]).join(
+        run.samples.select("sample_id", "domain", "split"), on="sample_id"
+    )
+    means = traced.group_by("domain", "split").agg(pl.col("loss").mean().alias("traced"))
+    logged = run.log.filter(pl.col("step") == 6).join(means, on=["domain", "split"])
+    assert logged.height == run.log.filter(pl.col("step") == 6).height
+    assert logged["loss"].to_list() == pytest.approx(logged["traced"].to_list(), abs=1e-4)
+
+
+def test_full_prompt_weight_trains_on_the_mean_token_loss() -> None:
+    import torch
+
+    from grokviz.toy.train import _objective
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11)
+    batch = torch.randint(0, 11, (3, 6))
+    token_nll = -torch.log_softmax(logits, -1).gather(2, batch[:, 1:, None])[..., 0]
+    assert _objective(logits, batch, 1.0).item() == pytest.approx(token_nll.mean().item())
+    assert _objective(logits, batch, 0.0).item() == pytest.approx(token_nll[:, -1].mean().item())
+
+
+def test_cli_trains_the_tiny_preset(tmp_path: Path) -> None:
+    from grokviz.toy.__main__ import main
+
+    assert (
+        main(["train", "--preset", "tiny", "--out", str(tmp_path), "--quiet", "--steps", "4"]) == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step-000002",
+        "step-000004",
+    ]
+
+
+# --- the shipped run ---------------------------------------------------------------------------
+
+shipped = pytest.mark.skipif(not (SHIPPED / "run.json").is_file(), reason="no shipped toy run")
+
+
+@shipped
+def test_shipped_run_memorizes_before_it_generalizes_in_every_group() -> None:
+    run = ToyRun.load(SHIPPED)
+    assert 10 <= len(run.checkpoints) <= 16
+    wide = run.log.pivot(on="split", index=["step", "domain"], values="accuracy")
+    for domain, rows in wide.sort("step").group_by("domain"):
+        memorized = rows.filter(pl.col("train") >= 0.99)["step"].min()
+        generalized = rows.filter(pl.col("test") >= 0.9)["step"].min()
+        assert memorized is not None and generalized is not None, domain
+        assert memorized < generalized, domain
+        at_memorization = rows.filter(pl.col("step") == memorized)["test"].item()
+        assert at_memorization < 0.5, domain
+
+
+@shipped
+def test_shipped_checkpoints_load_offline_and_match_their_accuracy_table() -> None:
+    run = ToyRun.load(SHIPPED)
+    last = run.checkpoints[-1]
+    step = int(last.name.split("-")[1])
+    expected = dict(
+        run.accuracy.filter((pl.col("step") == step) & (pl.col("task") != "all"))
+        .select("task", "accuracy")
+        .iter_rows()
+    )
+    assert _recomputed_accuracy(last, run.samples) == pytest.approx(expected, abs=1e-9)
+    total = sum(f.stat().st_size for c in run.checkpoints for f in c.iterdir())
+    assert total <= 15 * 2**20
+
+
+# --- report helpers ------------------------------------------------------------------------------
+
+
+def test_delays_use_the_first_step_from_which_a_level_holds_for_good() -> None:
+    from grokviz.toy.report import log_delays
+
+    train = [0.1, 1.0, 0.9, 1.0, 1.0, 1.0]  # a relapse at step 20: memorized for good from 30
+    test = [0.0, 0.1, 0.2, 0.95, 0.5, 0.92]  # a relapse at step 40: generalized from 50
+    steps = [0, 10, 20, 30, 40, 50]
+    log = pl.DataFrame(
+        {
+            "step": steps * 2,
+            "domain": "add",
+            "split": ["train"] * 6 + ["test"] * 6,
+            "accuracy": train + test,
+        }
+    )
+    assert log_delays(log).row(0) == ("add", 30, 50, 20, 0.95)
+    never = log.with_columns(pl.col("accuracy") * 0.5)
+    assert log_delays(never).row(0) == ("add", None, None, None, None)
+
+
+def test_rise_starts_at_the_last_checkpoint_of_the_early_plateau() -> None:
+    from grokviz.toy.report import _rise_step
+
+    acc = pl.DataFrame(
+        {"step": [1, 2, 3, 4, 5, 6], "task": "add", "accuracy": [0.02, 0.05, 0.03, 0.3, 0.8, 1.0]}
+    )
+    assert _rise_step(acc, "add") == 3
