@@ -53,8 +53,11 @@ types: install
 js-check: js-deps
 	@if [ -f js/package.json ]; then cd js && npm run --silent typecheck && npm run --silent test; fi
 
+# Units and real-browser widget tests, then every notebook top to bottom in its small mode.
 pytest: install chromium
-	$(PY) -m pytest
+	$(PY) -m pytest tests
+	GROKVIZ_SMALL=1 HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks --nbval-lax --nbval-cell-timeout=180 \
+	  --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 
 test: lint types js-check pytest
 

@@ -10,11 +10,14 @@ import { SegmentBuffer, type Scene } from "./scene";
 export const LEVELS = 8;
 export const MARGIN = { left: 44, right: 14, top: 22, bottom: 14 };
 
+/** Edges whose square-root weight ratio to the largest is below this are not drawn. */
+export const FAINT = 0.04;
+
 /** Width level (0..LEVELS-1) of a value relative to the largest one; -1 when too faint to draw. */
 export function level(value: number, max: number): number {
   if (!(max > 0) || !(value > 0)) return -1;
   const r = Math.sqrt(value / max);
-  if (r < 0.04) return -1;
+  if (r < FAINT) return -1;
   return Math.min(LEVELS - 1, Math.floor(r * LEVELS));
 }
 
@@ -51,16 +54,25 @@ export function bundleSegments(flow: Float32Array, nGroups: number, nGaps: numbe
   const out = buffers(nGroups * LEVELS);
   let max = 0;
   for (let i = 0; i < flow.length; i++) if (flow[i] > max) max = flow[i];
+  if (!(max > 0)) return out;
+  const ys = Float64Array.from({ length: K }, (_, e) => y(e));
+  // level(v, max) inlined: this loop runs over every (group, gap, expert pair), often while cold.
+  const floor = max * FAINT * FAINT;
+  const inv = 1 / max;
   for (let g = 0; g < nGroups; g++) {
     for (let l = 0; l < nGaps; l++) {
       const off = (g * nGaps + l) * kk;
       const x0 = x(l);
       const x1 = x(l + 1);
-      for (let i = 0; i < kk; i++) {
-        const v = flow[off + i];
-        if (v === 0) continue;
-        const lv = level(v, max);
-        if (lv >= 0) out[g * LEVELS + lv].push(x0, y((i / K) | 0), x1, y(i % K));
+      for (let from = 0; from < K; from++) {
+        const row = off + from * K;
+        const y0 = ys[from];
+        for (let to = 0; to < K; to++) {
+          const v = flow[row + to];
+          if (!(v >= floor)) continue;
+          const lv = Math.min(LEVELS - 1, Math.floor(Math.sqrt(v * inv) * LEVELS));
+          out[g * LEVELS + lv].push(x0, y0, x1, ys[to]);
+        }
       }
     }
   }

@@ -30,12 +30,16 @@ export function buildSnapshots(
   const weight = numeric(columns, "weight");
   const cells = nSamples * nLayers;
   const counts = new Map<number, Uint32Array>();
+  // Rows come grouped by checkpoint: look the checkpoint's arrays up only when it changes.
+  let last = NaN;
+  let count: Uint32Array = new Uint32Array(0);
   for (let r = 0; r < length; r++) {
     const c = ckpt[r];
-    let count = counts.get(c);
-    if (count == null) {
-      count = new Uint32Array(cells + 1);
-      counts.set(c, count);
+    if (c !== last) {
+      last = c;
+      let found = counts.get(c);
+      if (found == null) counts.set(c, (found = new Uint32Array(cells + 1)));
+      count = found;
     }
     count[sample[r] * nLayers + layer[r] + 1]++;
   }
@@ -54,11 +58,16 @@ export function buildSnapshots(
     });
     fill.set(c, count.slice(0, cells));
   }
+  last = NaN;
+  let snap: Snapshot | null = null;
+  let cursor: Uint32Array = new Uint32Array(0);
   for (let r = 0; r < length; r++) {
-    const snap = out.get(ckpt[r]) as Snapshot;
-    const cursor = fill.get(ckpt[r]) as Uint32Array;
-    const cell = sample[r] * nLayers + layer[r];
-    const k = cursor[cell]++;
+    if (ckpt[r] !== last || snap == null) {
+      last = ckpt[r];
+      snap = out.get(last) as Snapshot;
+      cursor = fill.get(last) as Uint32Array;
+    }
+    const k = cursor[sample[r] * nLayers + layer[r]]++;
     snap.expert[k] = expert[r];
     snap.weight[k] = weight[r];
   }

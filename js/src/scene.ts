@@ -1,6 +1,7 @@
 // A drawing as a list of batched primitives, rendered either to a canvas (fast, on screen) or to an
 // SVG string (export). Building the scene once and rendering it twice keeps the PNG and the SVG
 // export the same picture.
+import { HAIRLINE_BATCH, strokeHairlines } from "./raster";
 
 export interface Lines {
   color: string;
@@ -110,6 +111,10 @@ export function renderCanvas(ctx: CanvasRenderingContext2D, scene: Scene, clear 
   ctx.lineCap = "round";
   for (const l of scene.lines) {
     if (l.count === 0) continue;
+    if (l.count >= HAIRLINE_BATCH) {
+      strokeHairlines(ctx, l);
+      continue;
+    }
     ctx.globalAlpha = l.alpha;
     ctx.strokeStyle = l.color;
     ctx.lineWidth = l.width;

@@ -78,6 +78,17 @@ export function element<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+/**
+ * Make the browser rasterize what was drawn on the layers so far, now: canvas drawing is recorded
+ * and replayed later, and reading one pixel back replays it. Used once per view, to time the first
+ * draw honestly (repeated readbacks can make Chromium move a canvas off the GPU).
+ */
+export function rasterize(...layers: Layer[]): void {
+  for (const layer of layers) {
+    if (layer.canvas.width > 0 && layer.canvas.height > 0) layer.ctx.getImageData(0, 0, 1, 1);
+  }
+}
+
 export function download(filename: string, href: string): void {
   const a = document.createElement("a");
   a.href = href;

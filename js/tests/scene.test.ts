@@ -57,6 +57,32 @@ describe("pathway diagram layout", () => {
     ]);
   });
 
+  it("buckets every bundle edge at the width level of its flow", () => {
+    // A seeded mix of zero, faint and strong flows over 3 groups x 2 gaps x 5x5 experts.
+    let seed = 7;
+    const rand = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+    const x = band(3, [0, 300]);
+    const y = band(5, [0, 100]);
+    const flow = Float32Array.from({ length: 3 * 2 * 25 }, () => (rand() < 0.3 ? 0 : rand() ** 4));
+    const max = Math.max(...flow);
+    const out = bundleSegments(flow, 3, 2, x, y);
+    const expected = new Map<string, number>();
+    flow.forEach((v, i) => {
+      const [g, l, from, to] = [Math.floor(i / 50), Math.floor(i / 25) % 2, Math.floor(i / 5) % 5, i % 5];
+      const lv = level(v, max);
+      if (lv >= 0) expected.set(`${g} ${x(l)} ${y(from)} ${x(l + 1)} ${y(to)}`, lv);
+    });
+    const got = new Map<string, number>();
+    out.forEach((b, k) => {
+      for (let i = 0; i < b.count; i++) {
+        const c = Array.from(b.coords.subarray(i * 4, i * 4 + 4), (v) => Math.round(v * 1000) / 1000);
+        got.set(`${Math.floor(k / LEVELS)} ${c.join(" ")}`, k % LEVELS);
+      }
+    });
+    expect(expected.size).toBeGreaterThan(20);
+    expect(got).toEqual(expected);
+  });
+
   it("sizes node dots by mass and draws a token route through its experts", () => {
     const x = band(2, [0, 200]);
     const y = band(2, [0, 100]);
