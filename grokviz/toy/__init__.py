@@ -2,7 +2,7 @@
 
 A newcomer without a GPU or the model hub sees grokking in minutes::
 
-    python -m grokviz.toy train --out runs/toy     # checkpoints + accuracy tables
+    python -m grokviz.toy train --out runs/toy     # checkpoints + accuracy tables (or grokviz.toy.train.train)
     python -m grokviz.toy trace --run runs/toy     # routing + losses into runs/toy/trace
     python -m grokviz.toy report --run runs/toy    # docs/toy_results.md
 
@@ -26,7 +26,6 @@ _EXPORTS: dict[str, str] = {
     "PRESETS": "grokviz.toy.train",
     "ToyConfig": "grokviz.toy.train",
     "ToyRun": "grokviz.toy.train",
-    "train": "grokviz.toy.train",
     "trace_run": "grokviz.toy.report",
     "write_report": "grokviz.toy.report",
 }
@@ -41,7 +40,6 @@ __all__ = [
     "make_samples",
     "make_tokenizer",
     "trace_run",
-    "train",
     "write_report",
 ]
 
@@ -49,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from grokviz.toy.model import ModelSpec, load_checkpoint
     from grokviz.toy.report import trace_run, write_report
     from grokviz.toy.tasks import OPERATIONS, make_samples, make_tokenizer
-    from grokviz.toy.train import PRESETS, ToyConfig, ToyRun, train
+    from grokviz.toy.train import PRESETS, ToyConfig, ToyRun
 
 
 def __getattr__(name: str) -> Any:

@@ -35,6 +35,7 @@ _METRIC_NAMES = {
     "consistency": "pathway consistency",
     "loss": "training loss",
     "val_loss": "validation loss",
+    "entropy": "routing entropy",
 }
 
 
@@ -96,18 +97,17 @@ def trace_run(
 # --- delays ------------------------------------------------------------------------------------
 
 
-def _first_lasting(steps: np.ndarray, ok: np.ndarray) -> int | None:
-    """First step from which ``ok`` holds at every later step too."""
-    bad = np.flatnonzero(~ok)
-    start = 0 if bad.size == 0 else bad[-1] + 1
-    return int(steps[start]) if start < len(steps) else None
+def _first(steps: np.ndarray, ok: np.ndarray) -> int | None:
+    hits = np.flatnonzero(ok)
+    return int(steps[hits[0]]) if hits.size else None
 
 
 def log_delays(
-    log: pl.DataFrame, *, train_level: float = 0.99, test_level: float = 0.9
+    log: pl.DataFrame, *, train_level: float = 0.95, test_level: float = 0.9
 ) -> pl.DataFrame:
-    """Per operation: the step train accuracy reaches ``train_level`` for good, the step test
-    accuracy reaches ``test_level`` for good, and the delay between them.
+    """Per operation: the first step train accuracy reaches ``train_level`` (memorized), the
+    first step test accuracy reaches ``test_level`` (generalized), the delay between them, and
+    the test accuracy when the group was memorized.
 
     Examples
     --------
@@ -120,8 +120,8 @@ def log_delays(
     for (domain,), part in log.sort("step").group_by(["domain"], maintain_order=True):
         wide = part.pivot(on="split", index="step", values="accuracy").sort("step")
         steps = wide["step"].to_numpy()
-        memorized = _first_lasting(steps, wide["train"].to_numpy() >= train_level)
-        generalized = _first_lasting(steps, wide["test"].to_numpy() >= test_level)
+        memorized = _first(steps, wide["train"].to_numpy() >= train_level)
+        generalized = _first(steps, wide["test"].to_numpy() >= test_level)
         at_mem = (
             None
             if memorized is None
@@ -152,17 +152,22 @@ def sample_delays(toy: ToyRun, store: Any) -> pl.DataFrame | None:
         warnings.simplefilter("ignore")
         mem = memorization_onsets(store.losses(), samples)
     gen = generalization_onsets(toy.sample_accuracy, samples)
+    last = int(store.losses()["step"].max())
+    early = pl.col("onset_step") < last  # memorized before the last checkpoint (the paper's count)
     summary = (
         mem.group_by("domain")
         .agg(
             pl.col("eps").first(),
-            pl.col("onset_step").is_not_null().mean().alias("memorized_fraction"),
-            pl.col("onset_step").median().alias("median_memorization_step"),
+            early.mean().alias("memorized_before_T"),
+            pl.col("onset_step").filter(early).median().alias("median_memorization_step"),
         )
         .join(
             gen.group_by("domain").agg(
-                pl.col("onset_step").is_not_null().mean().alias("generalized_fraction"),
-                pl.col("onset_step").median().alias("median_generalization_step"),
+                (pl.col("onset_step") < last).mean().alias("generalized_before_T"),
+                pl.col("onset_step")
+                .filter(pl.col("onset_step") < last)
+                .median()
+                .alias("median_generalization_step"),
             ),
             on="domain",
         )
@@ -240,19 +245,30 @@ class ToyAnalysis:
     metrics: pl.DataFrame
 
 
-def _rise_step(accuracy: pl.DataFrame, task: str) -> int:
-    """Last checkpoint before test accuracy leaves its early plateau (paper: where the rise starts).
+def _rise_step(accuracy: pl.DataFrame, task: str, *, fraction: float = 0.25) -> int:
+    """Where test accuracy's sustained rise begins (the paper correlates from there on).
 
-    The plateau level is the accuracy at the first checkpoint; the rise starts at the last
-    checkpoint whose accuracy is within 0.05 of it, or at the accuracy minimum if it dips.
+    The last checkpoint, before the maximum, whose accuracy is still below
+    ``first + fraction * (max - first)``.
     """
     part = accuracy.filter(pl.col("task") == task).sort("step")
     acc, steps = part["accuracy"].to_numpy(), part["step"].to_numpy()
-    low = int(np.argmin(acc[: max(1, int(np.argmax(acc)) + 1)]))
-    near = np.flatnonzero(np.abs(acc - acc[0]) <= 0.05)
-    near = near[near <= int(np.argmax(acc))]
-    start = max(low, int(near[-1]) if near.size else 0)
-    return int(steps[start])
+    peak = int(np.argmax(acc))
+    below = np.flatnonzero(acc[: peak + 1] < acc[0] + fraction * (acc[peak] - acc[0]))
+    return int(steps[below[-1]]) if below.size else int(steps[0])
+
+
+def _from_rise(
+    metrics: pl.DataFrame, accuracy: pl.DataFrame, rise: dict[str, int], names: Sequence[str]
+) -> pl.DataFrame:
+    """Table 1 rows of each group over the checkpoints from its own rise step on."""
+    from grokviz.metrics import correlate
+
+    parts = [
+        _table(correlate(metrics.filter(pl.col("group") == g), accuracy, from_step=s), [g], names)
+        for g, s in rise.items()
+    ]
+    return pl.concat(parts)
 
 
 def analyze_run(
@@ -282,7 +298,7 @@ def analyze_run(
         task=pl.when(pl.col("task") == "all").then(pl.lit("global")).otherwise(pl.col("task"))
     )
     groups = [*domains, "global"]
-    names = ["distance", "consistency", "loss", "val_loss"]
+    names = ["distance", "consistency", "loss", "val_loss", "entropy"]
     global_val = (
         val.group_by("checkpoint", "step")
         .agg(pl.col("value").mean())
@@ -295,11 +311,7 @@ def analyze_run(
     table1 = _table(correlate(metrics, acc_global), groups, names)
 
     rise = {g: _rise_step(acc_global, g) for g in groups}
-    rise_parts = [
-        _table(correlate(metrics.filter(pl.col("group") == g), acc_global, from_step=s), [g], names)
-        for g, s in rise.items()
-    ]
-    table1_rise = pl.concat(rise_parts)
+    table1_rise = _from_rise(metrics, acc_global, rise, names)
 
     views: dict[str, pl.DataFrame] = {}
     view_specs: dict[str, dict[str, Any]] = {
@@ -314,9 +326,9 @@ def analyze_run(
             warnings.simplefilter("ignore")
             m = analyze(st, groups=("global", "domain"), n_boot=0, progress=False, **kwargs)
         wanted = sorted(
-            {x for x in m["metric"].unique() if x.startswith("distance")} | {"consistency", "loss"}
+            {x for x in m["metric"].unique() if x.startswith("distance")} | {"consistency"}
         )
-        views[name] = _table(correlate(m, acc_global), groups, wanted)
+        views[name] = _from_rise(m, acc_global, rise, wanted)
 
     return ToyAnalysis(
         table1=table1,
@@ -372,14 +384,20 @@ def _accuracy_table(analysis: ToyAnalysis, groups: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            return "–"
+        return str(int(value)) if value.is_integer() and abs(value) >= 1 else f"{value:.2f}"
+    return str(value)
+
+
 def _frame_md(frame: pl.DataFrame) -> str:
     cols = frame.columns
     lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
-    for row in frame.iter_rows():
-        cells = [
-            _fmt(v, ".3g") if isinstance(v, float) else ("–" if v is None else str(v)) for v in row
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
     return "\n".join(lines)
 
 
@@ -388,7 +406,7 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
     cfg = toy.config
     domains = list(cfg.operations)
     groups = [*domains, "global"]
-    names = ["distance", "consistency", "loss", "val_loss"]
+    names = ["distance", "consistency", "loss", "val_loss", "entropy"]
     meta = json.loads((toy.out / "run.json").read_text())
     spec = cfg.model
     parts = [
@@ -413,6 +431,10 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
         f"{len(toy.checkpoints)} checkpoints "
         f"({', '.join(c.name.split('-')[1].lstrip('0') or '0' for c in toy.checkpoints)}); "
         f"seed {cfg.seed}, {meta['threads']} thread(s), {meta['seconds']:.0f} s wall time.",
+        "- Reproduce: `python -m grokviz.toy train --out runs/toy`, then "
+        "`python -m grokviz.toy trace --run runs/toy` and "
+        "`python -m grokviz.toy report --run runs/toy --out toy_results.md`. Training is "
+        "deterministic for a seed and thread count (seeded batches, deterministic algorithms).",
         "",
         "## Memorization, then generalization",
         "",
@@ -421,8 +443,8 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
         _accuracy_table(analysis, domains),
         "",
         "From the dense training log (evaluated every "
-        f"{cfg.eval_every} steps): the step from which train accuracy stays ≥ 0.99 "
-        "(memorized), the step from which test accuracy stays ≥ 0.9 (generalized), the delay, "
+        f"{cfg.eval_every} steps): the first step train accuracy reaches 0.95 (memorized), the "
+        "first step test accuracy reaches 0.9 (generalized), the delay, "
         "and the test accuracy at the moment of memorization:",
         "",
         _frame_md(analysis.delays),
@@ -444,7 +466,8 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
         "Pearson / Spearman correlation across all checkpoints between each metric of the "
         "group's memorized training samples and the group's test accuracy (global: all groups, "
         "overall test accuracy). Pathways with τ = 0.7, edit distance over expert ids. "
-        "Validation loss: mean traced loss of the group's validation samples.",
+        "Validation loss: mean traced loss of the group's validation samples. Routing entropy (the "
+        "paper's control): mean entropy of the samples' averaged router distributions.",
         "",
         _markdown_table(analysis.table1, groups, names),
         "",
@@ -460,6 +483,10 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
         *_agreement(analysis.table1_rise, groups),
         "",
         "## Other views",
+        "",
+        "Spearman and Pearson as above, from each group's rise step on, with other pathway "
+        "definitions (τ, a fixed top-2), all training samples instead of memorized ones, and "
+        "each MoE layer's distance alone.",
         "",
     ]
     for name, table in analysis.views.items():

@@ -47,14 +47,14 @@ class ToyConfig:
 
     p: int = 31
     operations: tuple[str, ...] = ("add", "sub", "div", "sqsum")
-    train_fraction: tuple[float, ...] = (0.5, 0.8, 0.7, 0.4)
+    train_fraction: tuple[float, ...] = (0.5, 0.8, 0.7, 0.3)
     """Per operation, in the order of ``operations``."""
     val_fraction: float = 0.1
     """Of each operation's pairs, held out for a validation loss (not in the test accuracy)."""
     model: ModelSpec = field(default_factory=ModelSpec)
-    steps: int = 3000
+    steps: int = 4500
     batch_size: int = 512
-    lr: float = 3e-3
+    lr: float = 5e-3
     weight_decay: float = 2.0
     betas: tuple[float, float] = (0.9, 0.98)
     warmup: int = 50
@@ -63,8 +63,8 @@ class ToyConfig:
     1 is the plain language-model objective (exactly the tracer's per-sample loss); 0 trains on
     the answer only. See docs/toy_results.md for why the shipped run uses a small weight."""
     checkpoints: tuple[int, ...] = (
-        *(50, 100, 200, 300, 500, 750),
-        *(1000, 1250, 1500, 1750, 2000, 2250, 2500, 3000),
+        *(50, 100, 200, 500, 750, 1000),
+        *(1250, 1500, 1750, 2000, 2500, 3000, 3500, 4500),
     )
     """Steps to save: a few while the run memorizes, evenly spaced while it generalizes. Empty
     means :func:`checkpoint_steps` (log-spaced) with ``n_checkpoints``."""
