@@ -33,6 +33,8 @@ CHROMIUM = Path(os.environ.get("GROKVIZ_CHROMIUM", "/usr/bin/chromium"))
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
 DOCS_IMG = REPO / "docs" / "img"
+#: The shipped sample data (a toy run: trace store, accuracy, checkpoints) the notebooks load.
+SAMPLE_DATA = REPO / "data" / "samples"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 #: Settings that keep the chrome quiet and offline; ``--host-resolver-rules`` is a second net under
 #: the request router: even a request that slipped past it could not resolve a public host.
@@ -160,6 +162,9 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         "JUPYTER_PLATFORM_DIRS": "0",
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "GROKVIZ_SMALL": "1",
+        # The kernels run in a temporary root: point grokviz.data.sample_data_dir() at the
+        # checkout's shipped data so notebooks load it as a user's would.
+        "GROKVIZ_DATA": str(SAMPLE_DATA),
     }
     command = [
         sys.executable,

@@ -8,30 +8,39 @@ from .conftest import CANVAS_INK_JS, Lab
 
 pytestmark = pytest.mark.browser
 
-# Two tiny OLMoE checkpoints (2 MoE layers of 8 experts) saved like a training run, next to
-# the notebook, and a dozen samples of two domains.
+# The shipped toy run's checkpoint series (14 OLMoE checkpoints of 4 MoE layers x 8 experts) and
+# 6 training samples of each of its four operations; its trace store is the reference the
+# Explorer's live trace must reproduce.
 SERIES = """
-from pathlib import Path
 import polars as pl
-from grokviz.testing import char_tokenizer, tiny_moe
+import grokviz
+from grokviz.data import sample_data_dir
 
-for seed, step in enumerate((100, 200)):
-    folder = Path("run") / f"step-{step:06d}"
-    if not folder.exists():
-        tiny_moe("olmoe", seed=seed).save_pretrained(folder)
-        char_tokenizer().save_pretrained(folder)
-texts = [f"{a}+{b}={a + b}" for a, b in [(1, 2), (3, 4), (5, 6), (7, 8), (9, 9), (2, 2)]]
-texts += ["def f(x): return x", "print('hi')", "for i in range(3): pass",
-          "x = [1, 2]", "import os", "while True: break"]
-samples = pl.DataFrame({
-    "sample_id": [f"math-{i}" for i in range(6)] + [f"code-{i}" for i in range(6)],
-    "text": texts, "domain": ["math"] * 6 + ["code"] * 6, "split": "train",
-})
+toy = sample_data_dir() / "toy"
+store = grokviz.TraceStore.open(toy / "trace")
+samples = (
+    store.samples().filter(pl.col("split") == "train")
+    .group_by("domain", maintain_order=True).head(6)
+)
 """
 SHOW = """
 from grokviz.widgets import Explorer
-explorer = Explorer("run", samples, batch_size=1)
+explorer = Explorer(str(toy / "checkpoints"), samples, batch_size=1)
 explorer
+"""
+# Largest difference between the Explorer's traced routing at a checkpoint and the shipped store's.
+MATCHES_STORE = """
+import numpy as np
+label = {label!r}
+mine = explorer.routing.filter(pl.col("checkpoint") == label).sort("sample_id", "layer")
+ref = (
+    store.routing().filter(pl.col("checkpoint") == label)
+    .filter(pl.col("sample_id").is_in(mine["sample_id"].implode()))
+    .sort("sample_id", "layer")
+)
+assert mine["sample_id"].to_list() == ref["sample_id"].to_list()
+print(mine.height, float(np.abs(np.array(mine["weights"].to_list())
+                                - np.array(ref["weights"].to_list())).max()))
 """
 ROOT = ".grokviz-explorer"
 
@@ -44,35 +53,64 @@ WATCH_PROGRESS = """() => {
 }"""
 
 
+def _search_and_pick(lab: Lab, needle: str, count: int, indices: list[int]) -> list[str]:
+    """Type ``needle`` in the search box, expect ``count`` rows, select rows ``indices``."""
+    root = lab.page.locator(ROOT)
+    lab.page.locator(f"{ROOT} .explorer-search input").fill(needle)
+    options = f"{ROOT} .explorer-table select option"
+    lab.page.wait_for_function(
+        f"() => [...document.querySelectorAll('{options}')]"
+        f".every((o) => o.textContent.startsWith('{needle}-'))"
+        f" && document.querySelectorAll('{options}').length === {count}",
+        timeout=10_000,
+    )
+    texts = root.locator(".explorer-table select option").all_text_contents()
+    root.locator(".explorer-table select").select_option(index=indices)
+    return [texts[i].split("·")[0].strip() for i in indices]  # "id · domain · text"
+
+
+def _trace(lab: Lab, n: int) -> None:
+    """Press Trace and wait until ``n`` samples streamed in, one batch at a time."""
+    lab.page.evaluate(WATCH_PROGRESS)
+    lab.page.locator(f"{ROOT} button.explorer-trace").click()
+    # Done when the chosen checkpoint holds n traced samples (the bar may still be full from an
+    # earlier trace) and the thread ended.
+    done = (
+        "not explorer.running and explorer.progress.value == {n}"
+        " and explorer.current_routing()['sample_id'].n_unique() == {n}"
+    )
+    lab.wait_for_kernel(done.format(n=n), timeout=120)
+    lab.page.wait_for_function("() => window.__widths.at(-1) === '100%'", timeout=10_000)
+    widths = lab.page.evaluate("() => window.__widths")
+    # Batches of one sample: the bar passed through intermediate widths on its way.
+    assert any(w not in ("0%", "100%", "") for w in widths), widths
+    assert lab.execute("print(explorer.messages)").strip() == "[]"
+
+
 def test_explorer_traces_selected_samples_into_the_views(lab: Lab) -> None:
     lab.open("explorer.ipynb", [SERIES, SHOW])
     lab.run_all(timeout=180)
     root = lab.page.locator(ROOT)
     root.wait_for(timeout=60_000)
-    assert "step-000200" in (root.locator(".explorer-checkpoint select").input_value() or "")
+    menu = root.locator(".explorer-checkpoint select")
+    # The series' 14 checkpoints are listed, the last one chosen.
+    assert menu.locator("option").count() == 14
+    assert "step-004500" in (menu.input_value() or "")
 
-    lab.page.locator(f"{ROOT} .explorer-search input").fill("math")
-    options = root.locator(".explorer-table select option")
-    lab.page.wait_for_function(
-        f"() => document.querySelectorAll('{ROOT} .explorer-table select option').length === 6",
-        timeout=10_000,
-    )
-    assert all(t.startswith("math-") for t in options.all_text_contents())
-    root.locator(".explorer-table select").select_option(index=[0, 2, 3, 5])
-    lab.wait_for_kernel("len(explorer.selected_samples) == 4", timeout=20)
-    chosen = sorted(eval(lab.execute("print(sorted(explorer.selected_samples))")))
-    assert chosen == ["math-0", "math-2", "math-3", "math-5"]
+    # Two searches: the second adds to the selection instead of replacing it.
+    chosen = _search_and_pick(lab, "sqsum", 6, [0, 2, 3, 5])
+    chosen += _search_and_pick(lab, "div", 6, [1, 4])
+    lab.wait_for_kernel("len(explorer.selected_samples) == 6", timeout=20)
+    selected = sorted(eval(lab.execute("print(sorted(explorer.selected_samples))")))
+    assert selected == sorted(chosen)
 
-    lab.page.evaluate(WATCH_PROGRESS)
-    root.locator("button.explorer-trace").click()
-    lab.wait_for_kernel("not explorer.running and explorer.progress.value == 4", timeout=120)
-    lab.page.wait_for_function("() => window.__widths.at(-1) === '100%'", timeout=10_000)
-    widths = lab.page.evaluate("() => window.__widths")
-    # Four batches of one sample: the bar passed through intermediate widths on its way.
-    assert any(w not in ("0%", "100%", "") for w in widths), widths
-    assert lab.execute("print(explorer.messages)").strip() == "[]"
+    _trace(lab, 6)
     traced = eval(lab.execute("print(sorted(explorer.routing['sample_id'].unique()))"))
-    assert traced == chosen
+    assert traced == selected
+    # The live trace reproduces the shipped trace store: 6 samples x 4 layers, same weights.
+    rows, diff = lab.execute(MATCHES_STORE.format(label="step-004500")).split()
+    assert int(rows) == 24
+    assert float(diff) < 1e-5
 
     diagram = f"{ROOT} [data-testid=grokviz-pathway-diagram]"
     lab.page.locator(diagram).wait_for(timeout=30_000)
@@ -86,6 +124,16 @@ def test_explorer_traces_selected_samples_into_the_views(lab: Lab) -> None:
     lab.page.locator(matrix).wait_for(timeout=30_000)
     assert lab.page.evaluate(CANVAS_INK_JS, matrix)["ink"] > 0
     lab.screenshot(root, "explorer", readme=True)
+
+    # An early checkpoint, chosen in the menu, traces the same samples through that model.
+    menu.select_option(label="step-000050")
+    lab.wait_for_kernel("explorer.checkpoint == 'step-000050'", timeout=20)
+    _trace(lab, 6)
+    rows, diff = lab.execute(MATCHES_STORE.format(label="step-000050")).split()
+    assert int(rows) == 24
+    assert float(diff) < 1e-5
+    steps = eval(lab.execute("print(sorted(explorer.routing['step'].unique()))"))
+    assert steps == [50, 4500]
 
     # An error shows in red and leaves the traced views in place.
     lab.page.locator(f"{ROOT} .explorer-source input").fill("no/such/folder")

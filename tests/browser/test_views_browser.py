@@ -10,32 +10,32 @@ from .conftest import CANVAS_HASH_JS, CANVAS_INK_JS, Lab
 
 pytestmark = pytest.mark.browser
 
-# 40 samples of two domains, 4 MoE layers of 16 experts, 3 checkpoints. Routing weights come
-# from a Dirichlet that favours 3 experts per (domain, layer), more strongly at later checkpoints:
-# pathways of a domain converge as training goes on, as in the paper.
+# The shipped toy run (data/samples/toy): 12 training samples of each of its four operations
+# (add, sub, div, sqsum), their routing through 4 MoE layers of 8 experts at all 14 checkpoints,
+# loaded from its trace store as a user's notebook would.
 ROUTING = """
-import numpy as np
 import polars as pl
-from grokviz import schema
+import grokviz
+from grokviz.data import sample_data_dir
 from grokviz.widgets import PathwayDiagram, SimilarityMatrix
 
-rng = np.random.default_rng(0)
-favourite = rng.integers(0, 16, size=(2, 4, 3))
-rows = []
-for c, step in enumerate((100, 200, 300)):
-    for i in range(40):
-        for layer in range(4):
-            alpha = np.full(16, 0.2)
-            alpha[favourite[i // 20, layer]] += 1.0 + 4.0 * c
-            w = rng.dirichlet(alpha).astype("float32").tolist()
-            rows.append((f"step{step}", step, f"s{i:02d}", layer, w))
-routing = pl.DataFrame(rows, schema=schema.ROUTING, orient="row")
-samples = pl.DataFrame({
-    "sample_id": [f"s{i:02d}" for i in range(40)],
-    "text": "x", "domain": ["math"] * 20 + ["code"] * 20, "split": "train",
-})
+toy = sample_data_dir() / "toy"
+store = grokviz.TraceStore.open(toy / "trace")
+samples = (
+    store.samples().filter(pl.col("split") == "train")
+    .group_by("domain", maintain_order=True).head(12)
+)
+routing = (
+    store.routing(lazy=True)
+    .filter(pl.col("sample_id").is_in(samples["sample_id"].implode()))
+    .collect()
+)
 """
-DIAGRAM = "diagram = PathwayDiagram(routing, samples=samples)\ndiagram"
+OPERATIONS = ("add", "div", "sqsum", "sub")
+#: A shipped sample id ("add-3-5": operation, then operands) and, in a tooltip, its group.
+SAMPLE_ID = r"(add|sub|div|sqsum)-\d+-\d+"
+# Pathways of the 2 experts the toy model routes each token to (its top_k), coloured by operation.
+DIAGRAM = "diagram = PathwayDiagram(routing, samples=samples, top_k=2)\ndiagram"
 MATRIX = "matrix = SimilarityMatrix(routing=routing, samples=samples)\nmatrix"
 DIAGRAM_ROOT = "[data-testid=grokviz-pathway-diagram]"
 MATRIX_ROOT = "[data-testid=grokviz-similarity-matrix]"
@@ -55,8 +55,11 @@ def test_pathway_diagram_draws_hovers_and_selects(lab: Lab) -> None:
     ink = lab.page.evaluate(CANVAS_INK_JS, "[data-testid=pathway-base]")
     assert ink["canvases"] == 1
     assert ink["ink"] > 0.02 * ink["pixels"], ink
+    # The last checkpoint is shown first, and the legend colours the four operations.
     label = lab.page.locator(f"{DIAGRAM_ROOT} [data-testid=checkpoint-label]")
-    assert "step300" in (label.text_content() or "")
+    assert (label.text_content() or "").strip() == "step-004500"
+    legend = lab.page.locator(f"{DIAGRAM_ROOT} [data-testid=group-legend] > span")
+    assert sorted(t.strip() for t in legend.all_text_contents()) == sorted(OPERATIONS)
     lab.screenshot(lab.page.locator(DIAGRAM_ROOT), "pathway_diagram", readme=True)
 
     # Hover: sweep the overlay until the pointer is on a pathway and the tooltip names it.
@@ -77,8 +80,12 @@ def test_pathway_diagram_draws_hovers_and_selects(lab: Lab) -> None:
             break
     assert found is not None, "no tooltip over any pathway"
     x, y, text = found
-    sample = re.match(r"sample (s\d\d)", text)
+    # "sample add-3-5 (add)": a shipped sample, in its own operation's group.
+    sample = re.match(rf"sample ({SAMPLE_ID}) \((\w+)\)", text)
     assert sample is not None, text
+    assert sample.group(3) == sample.group(2), text
+    shown = lab.execute("print(sorted(samples['sample_id']))")
+    assert f"'{sample.group(1)}'" in shown
     assert lab.page.evaluate(CANVAS_HASH_JS, "[data-testid=pathway-overlay]") != before
 
     # Click: the hovered sample becomes the kernel's selection.
@@ -88,10 +95,10 @@ def test_pathway_diagram_draws_hovers_and_selects(lab: Lab) -> None:
 
     # The kernel drives the view: another checkpoint redraws and relabels.
     drawn = lab.page.evaluate(CANVAS_HASH_JS, "[data-testid=pathway-base]")
-    lab.execute("diagram.checkpoint = 'step100'")
+    lab.execute("diagram.checkpoint = 'step-000050'")
     lab.page.wait_for_function(
         f"() => document.querySelector('{DIAGRAM_ROOT} [data-testid=checkpoint-label]')"
-        ".textContent.includes('step100')",
+        ".textContent.trim() === 'step-000050'",
         timeout=10_000,
     )
     lab.page.wait_for_function(
@@ -114,7 +121,15 @@ def test_similarity_matrix_draws_and_a_click_selects_a_pair(lab: Lab) -> None:
     canvas.hover(position={"x": box["width"] * 0.3, "y": box["height"] * 0.6})
     tooltip = lab.page.locator("[data-testid=grokviz-similarity-matrix-tooltip]")
     tooltip.wait_for(state="visible", timeout=10_000)
-    assert re.search(r"\d", tooltip.text_content() or "")
+    # "add-0-4 × sub-0-1", the pair's operations, and the distance the kernel computed.
+    tip = tooltip.text_content() or ""
+    cell = re.search(rf"({SAMPLE_ID}) × ({SAMPLE_ID}).*distance (\d+)", tip)
+    assert cell is not None, tip
+    kernel = lab.execute(
+        f"ids = list(matrix._ids)\n"
+        f"print(int(matrix.distances()[ids.index('{cell.group(1)}'), ids.index('{cell.group(3)}')]))"
+    )
+    assert int(cell.group(5)) == int(kernel)
 
     canvas.click(position={"x": box["width"] * 0.3, "y": box["height"] * 0.6})
     lab.wait_for_kernel("len(matrix.selected_pair) == 2", timeout=20)
@@ -132,15 +147,13 @@ def test_similarity_matrix_draws_and_a_click_selects_a_pair(lab: Lab) -> None:
     assert lab.page.locator("[data-testid=pair-row-a]").count() == 1
 
 
+# The Timeline of the same store's metrics (analyze on all of its memorized training samples).
 LINKED = """
+from grokviz.metrics import analyze
 from grokviz.widgets import Timeline
 
-metrics = pl.DataFrame({
-    "checkpoint": ["step100", "step200", "step300"], "step": [100, 200, 300],
-    "group": "global", "metric": "distance", "value": [20.0, 15.0, 11.0],
-    "ci_low": None, "ci_high": None,
-})
-timeline = Timeline(metrics, width=480).link(diagram)
+metrics = analyze(store, groups="global", n_pairs=500, n_boot=0, progress=False)
+timeline = Timeline(metrics, show=["distance"], width=480).link(diagram)
 timeline
 """
 
@@ -155,15 +168,17 @@ def test_a_timeline_click_moves_the_linked_diagram(lab: Lab) -> None:
         f"() => ({CANVAS_INK_JS})('.grokviz-timeline').ink > 2000", timeout=30_000
     )
     # Linking took the diagram's checkpoint (the last) as the Timeline's.
-    assert lab.execute("print(timeline.checkpoint)").strip() == "step300"
+    assert lab.execute("print(timeline.checkpoint)").strip() == "step-004500"
     drawn = lab.page.evaluate(CANVAS_HASH_JS, "[data-testid=pathway-base]")
-    # Just inside the plot's left edge: the nearest checkpoint is the first, step 100.
+    # Just inside the plot's left edge, on a step axis running to 4500: an early checkpoint.
     chart.click(position={"x": 75, "y": 50})
-    lab.wait_for_kernel("timeline.step == 100", timeout=20)
-    assert lab.execute("print(diagram.checkpoint)").strip() == "step100"
-    label = f"{DIAGRAM_ROOT} [data-testid=checkpoint-label]"
+    lab.wait_for_kernel("timeline.step is not None and timeline.step < 1000", timeout=20)
+    step = int(lab.execute("print(timeline.step)"))
+    label = f"step-{step:06d}"
+    assert lab.execute("print(diagram.checkpoint)").strip() == label
+    shown = f"{DIAGRAM_ROOT} [data-testid=checkpoint-label]"
     lab.page.wait_for_function(
-        f"() => document.querySelector('{label}').textContent.trim() === 'step100'",
+        f"() => document.querySelector('{shown}').textContent.trim() === '{label}'",
         timeout=10_000,
     )
     lab.page.wait_for_function(
