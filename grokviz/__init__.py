@@ -8,9 +8,10 @@ stays fast: torch, transformers and the widget stack load only when first used.
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from grokviz._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -43,15 +44,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from grokviz.trace import iter_trace
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        msg = f"module 'grokviz' has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

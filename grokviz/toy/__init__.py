@@ -14,8 +14,9 @@ does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from grokviz._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "OPERATIONS": "grokviz.toy.tasks",
@@ -50,15 +51,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from grokviz.toy.train import PRESETS, ToyConfig, ToyRun
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        msg = f"module 'grokviz.toy' has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

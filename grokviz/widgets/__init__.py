@@ -11,8 +11,9 @@ Examples
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from grokviz._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -33,24 +34,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from grokviz.widgets.timeline import Timeline
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        msg = f"module 'grokviz.widgets' has no attribute {name!r}"
-        raise AttributeError(msg)
-    try:
-        value = getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as exc:
-        if exc.name in {"anywidget", "ipywidgets", "traitlets", "altair"}:
-            msg = (
-                f"grokviz.widgets.{name} needs {exc.name}, which is not installed; "
-                'install the widget extras: pip install "grokviz[widgets]"'
-            )
-            raise ModuleNotFoundError(msg, name=exc.name) from exc
-        raise
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    _EXPORTS,
+    extras={
+        "anywidget": "widgets",
+        "ipywidgets": "widgets",
+        "traitlets": "widgets",
+        "altair": "widgets",
+    },
+)
