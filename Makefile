@@ -61,8 +61,11 @@ pytest: install chromium
 
 test: lint types js-check pytest
 
+# Jupyter refuses to start as root unless told; containers and CI machines often run as root.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: install
-	$(VENV)/bin/jupyter lab $(NOTEBOOK)
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) $(NOTEBOOK)
 
 clean:
 	rm -rf $(VENV) js/node_modules .mypy_cache .ruff_cache .pytest_cache
