@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grokviz.errors import EmptyInputError
-from grokviz.metrics import distance
+from grokviz.metrics import _myers, distance
 from grokviz.metrics.distance import (
     Backend,
     DistanceEstimate,
@@ -99,7 +99,7 @@ def test_compiled_torch_step_equals_reference() -> None:
 
 _TRITON_CHECK = """
 import numpy as np, torch
-from grokviz.metrics import distance
+from grokviz.metrics import _myers, distance
 from tests.test_distance import reference_matrix
 rng = np.random.default_rng(12)
 seqs = [rng.integers(0, 4, rng.integers(0, 140)).tolist() for _ in range(8)]
@@ -108,7 +108,7 @@ kernel = distance._Myers(distance._as_seqs(seqs), torch.device("cpu"), 40, kind=
 i, j = np.triu_indices(len(seqs), 1)
 # the kernel itself, not __call__, which would fall back to eager mode on an error
 np.testing.assert_array_equal(kernel._chunk_triton(i, j), reference_matrix(seqs, seqs)[i, j])
-assert distance._triton_ok(torch.device("cpu"))  # the self-check CUDA runs do first
+assert _myers._triton_ok(torch.device("cpu"))  # the self-check CUDA runs do first
 print("ok")
 """
 
@@ -273,14 +273,14 @@ def test_auto_backend_choice() -> None:
 def test_kernel_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")
     monkeypatch.delenv("GROKVIZ_DISTANCE_KERNEL", raising=False)
-    assert distance._choose_kernel(torch.device("cpu"), 1e12) == "eager"
-    monkeypatch.setattr(distance, "_triton_ok", lambda device: False)
-    assert distance._choose_kernel(torch.device("cuda"), 1e12) == "compile"
-    assert distance._choose_kernel(torch.device("cuda"), 1e3) == "eager"
-    monkeypatch.setattr(distance, "_triton_ok", lambda device: True)
-    assert distance._choose_kernel(torch.device("cuda"), 1e3) == "triton"
+    assert _myers._choose_kernel(torch.device("cpu"), 1e12) == "eager"
+    monkeypatch.setattr(_myers, "_triton_ok", lambda device: False)
+    assert _myers._choose_kernel(torch.device("cuda"), 1e12) == "compile"
+    assert _myers._choose_kernel(torch.device("cuda"), 1e3) == "eager"
+    monkeypatch.setattr(_myers, "_triton_ok", lambda device: True)
+    assert _myers._choose_kernel(torch.device("cuda"), 1e3) == "triton"
     monkeypatch.setenv("GROKVIZ_DISTANCE_KERNEL", "compile")
-    assert distance._choose_kernel(torch.device("cpu"), 0) == "compile"
+    assert _myers._choose_kernel(torch.device("cpu"), 0) == "compile"
 
 
 def test_distance_falls_as_routing_becomes_shared() -> None:
