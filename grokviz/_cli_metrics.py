@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from grokviz.cli import read_table
+
 _EPILOG = """\
 examples:
   grokviz metrics traces/olmoe --out metrics.parquet
   grokviz metrics traces/olmoe --accuracy accuracy.csv --from-step 490000 --per-layer
 
-The accuracy file has columns checkpoint, step, task, accuracy (.csv or .parquet).
+The accuracy file has columns checkpoint, step, task, accuracy (.csv, .parquet, .jsonl or .json).
 Metrics are computed on memorized training samples only unless --all-samples is given.
 """
 
@@ -48,21 +50,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of pair sampling and bootstrap")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
-
-
-def _read_table(path: Path) -> Any:
-    import polars as pl
-
-    if not path.is_file():
-        msg = f"accuracy file {str(path)!r} does not exist"
-        raise FileNotFoundError(msg)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pl.read_parquet(path)
-    if suffix == ".csv":
-        return pl.read_csv(path)
-    msg = f"cannot read {str(path)!r}: use a .csv or .parquet file"
-    raise ValueError(msg)
 
 
 def _write_table(frame: Any, path: Path) -> None:
@@ -105,7 +92,7 @@ def main(argv: Sequence[str]) -> int:
         if args.out is not None and args.out.suffix.lower() not in {".parquet", ".csv"}:
             msg = f"cannot write {str(args.out)!r}: use a .parquet or .csv file name"
             raise ValueError(msg)
-        accuracy = None if args.accuracy is None else _read_table(args.accuracy)
+        accuracy = None if args.accuracy is None else read_table(args.accuracy, what="accuracy")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             metrics = analyze(

@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from grokviz.cli import read_table
 from grokviz.errors import GrokvizError
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -61,28 +61,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_samples(path: Path) -> Any:
-    """Read a samples table from a Parquet, CSV, JSON Lines or JSON file."""
-    import polars as pl
-
-    if not path.is_file():
-        msg = f"samples file {str(path)!r} does not exist"
-        raise FileNotFoundError(msg)
-    suffix = path.suffix.lower()
-    readers: dict[str, Callable[[Path], Any]] = {
-        ".parquet": pl.read_parquet,
-        ".csv": pl.read_csv,
-        ".jsonl": pl.read_ndjson,
-        ".ndjson": pl.read_ndjson,
-        ".json": pl.read_json,
-    }
-    reader = readers.get(suffix)
-    if reader is None:
-        msg = f"cannot read samples from {str(path)!r}: use a .parquet, .csv, .jsonl or .json file"
-        raise ValueError(msg)
-    return reader(path)
-
-
 def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
@@ -91,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     from grokviz.checkpoints import list_checkpoints
     from grokviz.trace import trace
 
-    samples = read_samples(args.samples)
+    samples = read_table(args.samples, what="samples")
     revisions = _split(args.revisions) or None
     checkpoints = []
     for source in args.checkpoints:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 # subcommand -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,6 +24,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "toy": ("grokviz.toy.__main__", "train and inspect the tiny OLMoE toy runs that grok on a CPU"),
 }
+
+
+def read_table(path: Path, *, what: str) -> Any:
+    """Read the ``what`` table (e.g. "samples") from a Parquet, CSV, JSON Lines or JSON file."""
+    import polars as pl
+
+    if not path.is_file():
+        msg = f"{what} file {str(path)!r} does not exist"
+        raise FileNotFoundError(msg)
+    readers: dict[str, Callable[[Path], Any]] = {
+        ".parquet": pl.read_parquet,
+        ".csv": pl.read_csv,
+        ".jsonl": pl.read_ndjson,
+        ".ndjson": pl.read_ndjson,
+        ".json": pl.read_json,
+    }
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        msg = f"cannot read {what} from {str(path)!r}: use a .parquet, .csv, .jsonl or .json file"
+        raise ValueError(msg)
+    return reader(path)
 
 
 def _usage() -> str:
