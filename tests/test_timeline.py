@@ -298,3 +298,196 @@ def test_per_sample_onsets_add_their_rules() -> None:
     ]
     drawn = {(r["group"], r["step"], r["kind"]) for r in _rows(spec, rules[0])}
     assert drawn == {("Pretrain@100", 100, "memorization"), ("Test@400", 400, "generalization")}
+
+
+# The metrics and accuracy of a run with operations as domains: accuracy per task, "all" overall.
+DOMAINS = ["add", "sub"]
+
+
+def _domain_metrics() -> pl.DataFrame:
+    rows = [
+        (_label(step), step, group, "distance", 500.0 - 10 * i - 7 * g, None, None)
+        for g, group in enumerate(["global", *DOMAINS, "Pretrain@200"])
+        for i, step in enumerate(STEPS)
+    ]
+    return pl.DataFrame(rows, schema=list(_columns()), orient="row")
+
+
+def _domain_accuracy(tasks: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            (_label(step), step, task, 0.1 * i + 0.05 * t)
+            for t, task in enumerate(tasks)
+            for i, step in enumerate(STEPS)
+        ],
+        schema=["checkpoint", "step", "task", "accuracy"],
+        orient="row",
+    )
+
+
+def _accuracy_layer(spec: dict[str, Any]) -> dict[str, Any]:
+    return next(
+        layer
+        for layer in _layers(spec)
+        if layer.get("encoding", {}).get("y", {}).get("field") == "accuracy"
+    )
+
+
+def _metric_line(spec: dict[str, Any]) -> dict[str, Any]:
+    return next(
+        layer
+        for layer in _layers(spec)
+        if _mark(layer) == "line" and layer["encoding"]["y"]["field"] == "value"
+    )
+
+
+def test_accuracy_lines_are_coloured_by_group_on_the_metric_lines_scale() -> None:
+    spec = Timeline(_domain_metrics(), accuracy=_domain_accuracy([*DOMAINS, "all"])).chart.spec
+    acc, line = _accuracy_layer(spec), _metric_line(spec)
+    assert "color" not in acc["mark"]  # no fixed grey
+    assert acc["encoding"]["color"]["field"] == line["encoding"]["color"]["field"] == "group"
+    assert acc["encoding"]["color"]["scale"] == line["encoding"]["color"]["scale"]
+    assert spec["resolve"]["scale"]["color"] == "shared"
+    # Each task's line is its domain's group; "all" is the global group.
+    drawn = {(r["task"], r["group"]) for r in _rows(spec, acc)}
+    assert drawn == {("add", "add"), ("sub", "sub"), ("all", "global")}
+    # Told apart from the metric lines by its dash, which has a legend entry.
+    assert acc["encoding"]["strokeDash"]["field"] == "line"
+    dash = acc["encoding"]["strokeDash"]["scale"]
+    assert dash["range"][dash["domain"].index("test accuracy")] not in ([], [1, 0])
+    assert "strokeDash" not in line["encoding"]
+
+
+def test_accuracy_lines_are_drawn_in_their_groups_colour() -> None:
+    t = Timeline(_domain_metrics(), accuracy=_domain_accuracy([*DOMAINS, "all"]))
+    metric_stroke: dict[str, str] = {}
+    accuracy_style: dict[str, tuple[str, Any]] = {}
+    for item in _scene_items(_scene(t.chart.spec), "line"):
+        if "test accuracy:" in item["description"]:
+            accuracy_style[_described(item, "task")] = (item["stroke"], item.get("strokeDash"))
+        else:
+            metric_stroke[_described(item, "group")] = item["stroke"]
+            assert not item.get("strokeDash"), item
+    assert set(accuracy_style) == {*DOMAINS, "all"}
+    for task, (stroke, dash) in accuracy_style.items():
+        assert stroke == metric_stroke["global" if task == "all" else task], task
+        assert dash, task
+    assert len({stroke for stroke, _ in accuracy_style.values()}) == 3
+
+
+def test_accuracy_task_without_a_metric_group_gets_its_own_colour() -> None:
+    # No "global" group: "all" stays "all"; a task no metric group has is added to the legend.
+    metrics = _domain_metrics().filter(pl.col("group") != "global")
+    spec = Timeline(metrics, accuracy=_domain_accuracy(["add", "all", "mul"])).chart.spec
+    acc = _accuracy_layer(spec)
+    assert {(r["task"], r["group"]) for r in _rows(spec, acc)} == {
+        ("add", "add"),
+        ("all", "all"),
+        ("mul", "mul"),
+    }
+    assert acc["encoding"]["color"]["scale"]["domain"] == sorted(
+        ["Pretrain@200", "add", "sub", "all", "mul"]
+    )
+
+
+def _scene(spec: dict[str, Any]) -> dict[str, Any]:
+    """The Vega scenegraph of ``spec``, compiled by the Vega-Lite the offline widget bundles."""
+    import vl_convert as vlc
+    from altair.utils._importers import vl_version_for_vl_convert
+
+    return dict(vlc.vegalite_to_scenegraph(spec, vl_version=vl_version_for_vl_convert()))
+
+
+def _described(item: dict[str, Any], key: str) -> str:
+    """The value of ``key`` in a scenegraph item's ARIA description (``"key: value; ..."``)."""
+    found = re.search(rf"(?:^|; ){key}: ([^;]+)", item["description"])
+    assert found is not None, (key, item)
+    return found.group(1)
+
+
+def _scene_items(node: Any, marktype: str) -> list[dict[str, Any]]:
+    """The first item of every series of ``marktype`` marks in a Vega scenegraph."""
+    out: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if node.get("marktype") == marktype and node.get("items"):
+            out.append(node["items"][0])
+        for value in node.values():
+            out.extend(_scene_items(value, marktype))
+    elif isinstance(node, list):
+        for value in node:
+            out.extend(_scene_items(value, marktype))
+    return out
+
+
+def _voronoi_tooltips(spec: dict[str, Any]) -> list[dict[str, str]]:
+    """What Vega's tooltip shows on every nearest-point (voronoi) cell of the chart.
+
+    The compiled Vega spec's tooltip expression of each voronoi layer is evaluated by Vega itself
+    (in vl-convert) on every cell, by copying it into the cell's ARIA description, which the
+    scenegraph keeps.
+    """
+    import vl_convert as vlc
+    from altair.utils._importers import vl_version_for_vl_convert
+
+    fields = ("group", "checkpoint", "step", "value")
+    vega = vlc.vegalite_to_vega(spec, vl_version=vl_version_for_vl_convert())
+
+    def marks(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [m for mark in node.get("marks", []) for m in (mark, *marks(mark))]
+
+    voronoi = [mark for mark in marks(vega) if mark.get("name", "").endswith("_voronoi")]
+    assert voronoi, "no nearest-point layer in the chart"
+    for mark in voronoi:
+        tip = mark["encode"]["update"]["tooltip"]["signal"]
+        text = " + '|' + ".join(f"({tip})['{field}']" for field in fields)
+        mark["aria"] = True
+        mark["encode"]["update"]["description"] = {"signal": text}
+    scene = vlc.vega_to_scenegraph(vega)
+    cells: list[dict[str, str]] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if str(node.get("name", "")).endswith("_voronoi"):
+                cells.extend(
+                    dict(zip(fields, i["description"].split("|"), strict=True))
+                    for i in node["items"]
+                )
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(scene)
+    return cells
+
+
+def test_nearest_point_tooltip_names_the_points_group_and_checkpoint() -> None:
+    metrics = _metrics()
+    cells = _voronoi_tooltips(Timeline(metrics).chart.spec)
+    assert len(cells) == metrics.height  # one cell per point, in both rows
+    shown = pl.DataFrame(cells).with_columns(
+        pl.col("step").cast(pl.Int64), pl.col("value").cast(pl.Float64)
+    )
+    assert "undefined" not in set(shown["group"]) | set(shown["checkpoint"])
+    joined = shown.join(metrics, on=["group", "checkpoint", "step"], how="inner")
+    # Each cell's tooltip is one real point: its group, checkpoint, step and (rounded) value.
+    close = (joined["value"] - joined["value_right"]).abs() <= 5e-4 * joined["value_right"].abs()
+    assert joined.filter(close).height == metrics.height
+
+
+def test_every_group_has_its_own_colour_past_ten_groups() -> None:
+    groups = ["global", *[f"Pretrain@{100 * k}" for k in range(1, 13)]]
+    metrics = pl.DataFrame(
+        [
+            (_label(s), s, g, "distance", float(s + k), None, None)
+            for k, g in enumerate(groups)
+            for s in STEPS
+        ],
+        schema=list(_columns()),
+        orient="row",
+    )
+    scene = _scene(Timeline(metrics).chart.spec)
+    strokes = {_described(item, "group"): item["stroke"] for item in _scene_items(scene, "line")}
+    assert set(strokes) == set(groups)
+    assert len(set(strokes.values())) == len(groups)

@@ -2,9 +2,9 @@
 
 One row per metric (distance, consistency, training loss, ...), one line per group, its
 confidence band when the metrics table has one, and test accuracy on a second axis, as in the
-paper's figures. Memorization onsets (``Pretrain@t*``) are dashed rules, generalization onsets
-(``Test@t#``) solid rules, and a strip at the bottom draws each paired group's grokking delay as an
-arrow from ``t*`` to ``t#``.
+paper's figures: a dotted line per task in the colour of the group of that name. Memorization
+onsets (``Pretrain@t*``) are dashed rules, generalization onsets (``Test@t#``) solid rules, and a
+strip at the bottom draws each paired group's grokking delay as an arrow from ``t*`` to ``t#``.
 
 Clicking a step selects that checkpoint: the :class:`Timeline`'s ``checkpoint`` trait follows, and
 :meth:`Timeline.link` ties it to the ``checkpoint`` trait of other views (``PathwayDiagram``,
@@ -39,6 +39,8 @@ _TITLES = {
 #: checkpoint; the kernel reads the first and writes the second (JupyterChart syncs both).
 PICK = "pick"
 CURRENT = "current_step"
+#: Dash pattern of the accuracy lines: dotted, against the metrics' solid lines of the same colour.
+_ACCURACY_DASH = (2, 2)
 
 
 def _import_altair() -> Any:
@@ -48,6 +50,33 @@ def _import_altair() -> Any:
         msg = 'the Timeline needs altair and vl-convert-python: pip install "grokviz[widgets]"'
         raise ImportError(msg) from exc
     return alt
+
+
+def _point_tooltip(alt: Any) -> list[Any]:
+    """The tooltip of a metric point: its group, checkpoint, step and value."""
+    # Vega-Lite 6.4 (the build vl-convert bundles) reads a nominal tooltip field without a format
+    # from ``datum[...]`` also in the voronoi layer a ``nearest`` selection adds, where the point's
+    # fields live under ``datum.datum``: hovering showed "undefined" for the group and checkpoint
+    # (fixed upstream in vega-lite PR 9707). An explicit format takes the path that reads
+    # ``datum.datum[...]``.
+    return [
+        alt.Tooltip("group:N", format=""),
+        alt.Tooltip("checkpoint:N", format=""),
+        alt.Tooltip("step:Q", format="d"),
+        alt.Tooltip("value:Q", format=".4g"),
+    ]
+
+
+def _accuracy_groups(accuracy: pl.DataFrame, groups: list[str]) -> pl.DataFrame:
+    """``accuracy`` with a ``group`` column: the metric group each task's line is coloured as.
+
+    A task is its own group (a domain); ``"all"``, the accuracy over every task, is drawn as the
+    ``"global"`` group when the metrics have one and no group called ``"all"``.
+    """
+    overall = "global" if "global" in groups and "all" not in groups else "all"
+    return accuracy.with_columns(
+        group=pl.when(pl.col("task") == "all").then(pl.lit(overall)).otherwise(pl.col("task"))
+    )
 
 
 def _group_step(group: str) -> int | None:
@@ -133,8 +162,36 @@ def _build_chart(
         raise ValueError(msg)
     groups = sorted(metrics["group"].unique().to_list())
     rules = _onset_rules(groups, onsets, pairs)
-    color_domain = sorted(set(groups) | set(rules["group"].to_list()))
-    color = alt.Color("group:N", scale=alt.Scale(domain=color_domain), title="group")
+    if accuracy is not None and accuracy.height:
+        accuracy = (
+            _accuracy_groups(accuracy, groups)
+            .with_columns(line=pl.lit("test accuracy"))
+            .sort("group", "task", "step")
+        )
+    else:
+        accuracy = None
+    drawn = set(groups) | set(rules["group"].to_list())
+    if accuracy is not None:
+        drawn |= set(accuracy["group"].to_list())
+    # One colour per group across every row and layer: a group's metric line, its band, its
+    # onset rules and its task's accuracy line share it. Its legend shows line strokes at full
+    # opacity, so the faint band does not wash them out.
+    legend = {"symbolType": "stroke", "symbolStrokeWidth": 2.5, "symbolOpacity": 1}
+    # Past ten groups tableau10 would repeat a colour, and two groups would share their lines.
+    scheme = "tableau10" if len(drawn) <= 10 else "tableau20"
+    color = alt.Color(
+        "group:N",
+        scale=alt.Scale(domain=sorted(drawn), scheme=scheme),
+        title="group",
+        legend=alt.Legend(**legend),
+    )
+    # Line styles on one shared scale: the onset rules' kinds and the dotted accuracy lines.
+    dashes: dict[str, list[int]] = {}
+    if rules.height:
+        dashes |= {"memorization": [5, 3], "generalization": [1, 0]}
+    if accuracy is not None:
+        dashes["test accuracy"] = list(_ACCURACY_DASH)
+    dash_scale = alt.Scale(domain=list(dashes), range=list(dashes.values()))
     steps = _steps(metrics, accuracy)
     x = alt.X("step:Q", title="training step", scale=alt.Scale(zero=False))
     pick = alt.selection_point(name=PICK, fields=["step"], on="click", nearest=True, clear=False)
@@ -156,11 +213,7 @@ def _build_chart(
         layers.append(base.mark_line().encode(y=y, color=color))
         layers.append(
             base.mark_point(filled=True, size=28)
-            .encode(
-                y=y,
-                color=color,
-                tooltip=["group:N", "checkpoint:N", "step:Q", alt.Tooltip("value:Q", format=".4g")],
-            )
+            .encode(y=y, color=color, tooltip=_point_tooltip(alt))
             .add_params(pick)
         )
         if rules.height:
@@ -170,13 +223,7 @@ def _build_chart(
                 .encode(
                     x="step:Q",
                     color=color,
-                    strokeDash=alt.StrokeDash(
-                        "kind:N",
-                        scale=alt.Scale(
-                            domain=["memorization", "generalization"], range=[[5, 3], [1, 0]]
-                        ),
-                        title="onset",
-                    ),
+                    strokeDash=alt.StrokeDash("kind:N", scale=dash_scale, title="line"),
                     tooltip=["group:N", "kind:N", "step:Q"],
                 )
             )
@@ -187,24 +234,27 @@ def _build_chart(
             .transform_filter(f"datum.step == {CURRENT}")
         )
         row = alt.layer(*layers).properties(width=width, height=row_height)
-        if accuracy is not None and accuracy.height:
+        if accuracy is not None:
             acc = (
-                alt.Chart(accuracy.sort("task", "step"))
-                .mark_line(
-                    color="#555555",
-                    strokeDash=[2, 2],
-                    point=alt.OverlayMarkDef(color="#555555", size=20),
-                )
+                alt.Chart(accuracy)
+                .mark_line(strokeWidth=1.5, point=alt.OverlayMarkDef(size=14, filled=True))
                 .encode(
                     x=x,
                     y=alt.Y(
                         "accuracy:Q",
-                        title="accuracy",
+                        title="test accuracy",
                         axis=alt.Axis(orient="right"),
                         scale=alt.Scale(domain=[0, 1]),
                     ),
+                    color=color,
                     detail="task:N",
-                    tooltip=["task:N", "step:Q", alt.Tooltip("accuracy:Q", format=".3f")],
+                    strokeDash=alt.StrokeDash("line:N", scale=dash_scale, title="line"),
+                    tooltip=[
+                        "task:N",
+                        "checkpoint:N",
+                        alt.Tooltip("step:Q", format="d"),
+                        alt.Tooltip("accuracy:Q", format=".3f"),
+                    ],
                 )
             )
             row = alt.layer(row, acc).resolve_scale(y="independent")
@@ -256,7 +306,8 @@ class Timeline(ipywidgets.VBox):
         ci_high), e.g. from ``grokviz.analyze``. Anything polars reads (pandas, pyarrow) works.
     accuracy
         Optional accuracy table (``schema.ACCURACY``: checkpoint, step, task, accuracy), drawn on
-        a second axis in every row.
+        a second axis in every row: one dotted line per task, in the colour of the metric group
+        of the same name (task ``"all"`` in that of ``"global"``).
     onsets
         Optional per-sample onsets (a ``group`` column of ``"Pretrain@<step>"`` /
         ``"Test@<step>"`` labels, as ``memorization_onsets`` returns): one rule per onset.

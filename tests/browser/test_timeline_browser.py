@@ -95,11 +95,18 @@ def test_timeline_tooltip_on_hover(lab: Lab) -> None:
                     f" & ((pl.col('value') - {value}).abs() <= 5e-4 * abs({value})))['metric'])))"
                 )
                 assert "'distance'" in found, (text, found)
-                # Its group and checkpoint: Vega-Lite's nearest-point (voronoi) tooltip reads
-                # nominal fields from the wrong datum (vega-lite PR 9707) in the bundled build.
-                if "undefined" in text:
-                    pytest.xfail(f"Timeline tooltip shows undefined group/checkpoint: {text}")
-                label = re.search(r"checkpoint\s*step-(\d{6})", text)
-                assert label is not None and int(label.group(1)) == step, text
+                # Its group and checkpoint (not "undefined"): the row of the metrics table at
+                # that step with that value, under that group.
+                assert "undefined" not in text, text
+                shown = re.search(r"group\s*(.+?)\s*checkpoint\s*(step-\d{6})\s*step", text)
+                assert shown is not None, text
+                group, label = shown.group(1), shown.group(2)
+                assert label == f"step-{step:06d}", text
+                groups = lab.execute(
+                    f"print(sorted(set(metrics.filter((pl.col('step') == {step})"
+                    f" & (pl.col('checkpoint') == '{label}') & (pl.col('metric') == 'distance')"
+                    f" & ((pl.col('value') - {value}).abs() <= 5e-4 * abs({value})))['group'])))"
+                )
+                assert repr(group) in groups, (text, groups)
                 return
     pytest.fail("no tooltip appeared over the distance row")
