@@ -29,22 +29,37 @@ _EXPORTS: dict[str, str] = {
     "ToyRun": "grokviz.toy.train",
     "trace_run": "grokviz.toy.report",
     "write_report": "grokviz.toy.report",
+    "make_corpus": "grokviz.toy.corpus",
+    "LMConfig": "grokviz.toy.lm",
+    "LMRun": "grokviz.toy.lm",
+    "train_lm": "grokviz.toy.lm",
+    "trace_lm": "grokviz.toy.lm",
+    "write_lm_report": "grokviz.toy.lm_report",
 }
 
 __all__ = [
     "OPERATIONS",
     "PRESETS",
+    "LMConfig",
+    "LMRun",
     "ModelSpec",
     "ToyConfig",
     "ToyRun",
     "load_checkpoint",
+    "make_corpus",
     "make_samples",
     "make_tokenizer",
+    "trace_lm",
     "trace_run",
+    "train_lm",
+    "write_lm_report",
     "write_report",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from grokviz.toy.corpus import make_corpus
+    from grokviz.toy.lm import LMConfig, LMRun, trace_lm, train_lm
+    from grokviz.toy.lm_report import write_lm_report
     from grokviz.toy.model import ModelSpec, load_checkpoint
     from grokviz.toy.report import trace_run, write_report
     from grokviz.toy.tasks import OPERATIONS, make_samples, make_tokenizer

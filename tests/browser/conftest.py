@@ -35,6 +35,12 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 DOCS_IMG = REPO / "docs" / "img"
 #: The shipped sample data (a toy run: trace store, accuracy, checkpoints) the notebooks load.
 SAMPLE_DATA = REPO / "data" / "samples"
+#: The shipped toy run's record (data/samples/toy/run.json): the tests read its checkpoints and
+#: operations from it rather than repeating them.
+TOY_RUN: dict[str, Any] = json.loads((SAMPLE_DATA / "toy" / "run.json").read_text())
+TOY_CHECKPOINTS: tuple[str, ...] = tuple(TOY_RUN["checkpoints"])
+TOY_STEPS: tuple[int, ...] = tuple(int(c.split("-")[1]) for c in TOY_CHECKPOINTS)
+TOY_OPERATIONS: tuple[str, ...] = tuple(TOY_RUN["config"]["operations"])
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 #: Settings that keep the chrome quiet and offline; ``--host-resolver-rules`` is a second net under
 #: the request router: even a request that slipped past it could not resolve a public host.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import CANVAS_INK_JS, Lab
+from .conftest import CANVAS_INK_JS, TOY_CHECKPOINTS, TOY_OPERATIONS, TOY_STEPS, Lab
 
 pytestmark = pytest.mark.browser
 
@@ -93,12 +93,12 @@ def test_explorer_traces_selected_samples_into_the_views(lab: Lab) -> None:
     root = lab.page.locator(ROOT)
     root.wait_for(timeout=60_000)
     menu = root.locator(".explorer-checkpoint select")
-    # The series' 14 checkpoints are listed, the last one chosen.
-    assert menu.locator("option").count() == 14
-    assert "step-004500" in (menu.input_value() or "")
+    # The series' checkpoints are listed, the last one chosen.
+    assert menu.locator("option").count() == len(TOY_CHECKPOINTS)
+    assert TOY_CHECKPOINTS[-1] in (menu.input_value() or "")
 
     # Two searches: the second adds to the selection instead of replacing it.
-    chosen = _search_and_pick(lab, "sqsum", 6, [0, 2, 3, 5])
+    chosen = _search_and_pick(lab, TOY_OPERATIONS[-1], 6, [0, 2, 3, 5])
     chosen += _search_and_pick(lab, "div", 6, [1, 4])
     lab.wait_for_kernel("len(explorer.selected_samples) == 6", timeout=20)
     selected = sorted(eval(lab.execute("print(sorted(explorer.selected_samples))")))
@@ -108,7 +108,7 @@ def test_explorer_traces_selected_samples_into_the_views(lab: Lab) -> None:
     traced = eval(lab.execute("print(sorted(explorer.routing['sample_id'].unique()))"))
     assert traced == selected
     # The live trace reproduces the shipped trace store: 6 samples x 4 layers, same weights.
-    rows, diff = lab.execute(MATCHES_STORE.format(label="step-004500")).split()
+    rows, diff = lab.execute(MATCHES_STORE.format(label=TOY_CHECKPOINTS[-1])).split()
     assert int(rows) == 24
     assert float(diff) < 1e-5
 
@@ -126,14 +126,14 @@ def test_explorer_traces_selected_samples_into_the_views(lab: Lab) -> None:
     lab.screenshot(root, "explorer", readme=True)
 
     # An early checkpoint, chosen in the menu, traces the same samples through that model.
-    menu.select_option(label="step-000050")
-    lab.wait_for_kernel("explorer.checkpoint == 'step-000050'", timeout=20)
+    menu.select_option(label=TOY_CHECKPOINTS[0])
+    lab.wait_for_kernel(f"explorer.checkpoint == '{TOY_CHECKPOINTS[0]}'", timeout=20)
     _trace(lab, 6)
-    rows, diff = lab.execute(MATCHES_STORE.format(label="step-000050")).split()
+    rows, diff = lab.execute(MATCHES_STORE.format(label=TOY_CHECKPOINTS[0])).split()
     assert int(rows) == 24
     assert float(diff) < 1e-5
     steps = eval(lab.execute("print(sorted(explorer.routing['step'].unique()))"))
-    assert steps == [50, 4500]
+    assert steps == [TOY_STEPS[0], TOY_STEPS[-1]]
 
     # An error shows in red and leaves the traced views in place.
     lab.page.locator(f"{ROOT} .explorer-source input").fill("no/such/folder")

@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from .conftest import CANVAS_HASH_JS, CANVAS_INK_JS, Lab
+from .conftest import CANVAS_HASH_JS, CANVAS_INK_JS, TOY_CHECKPOINTS, TOY_OPERATIONS, TOY_STEPS, Lab
 
 pytestmark = pytest.mark.browser
 
-# The shipped toy run (data/samples/toy): 12 training samples of each of its four operations
-# (add, sub, div, sqsum), their routing through 4 MoE layers of 8 experts at all 14 checkpoints,
+# The shipped toy run (data/samples/toy): 12 training samples of each of its four operations,
+# their routing through 4 MoE layers of 8 experts at all its checkpoints,
 # loaded from its trace store as a user's notebook would.
 ROUTING = """
 import polars as pl
@@ -31,9 +31,9 @@ routing = (
     .collect()
 )
 """
-OPERATIONS = ("add", "div", "sqsum", "sub")
+OPERATIONS = tuple(sorted(TOY_OPERATIONS))
 #: A shipped sample id ("add-3-5": operation, then operands) and, in a tooltip, its group.
-SAMPLE_ID = r"(add|sub|div|sqsum)-\d+-\d+"
+SAMPLE_ID = rf"({'|'.join(TOY_OPERATIONS)})-\d+-\d+"
 # Pathways of the 2 experts the toy model routes each token to (its top_k), coloured by operation.
 DIAGRAM = "diagram = PathwayDiagram(routing, samples=samples, top_k=2)\ndiagram"
 MATRIX = "matrix = SimilarityMatrix(routing=routing, samples=samples)\nmatrix"
@@ -57,7 +57,7 @@ def test_pathway_diagram_draws_hovers_and_selects(lab: Lab) -> None:
     assert ink["ink"] > 0.02 * ink["pixels"], ink
     # The last checkpoint is shown first, and the legend colours the four operations.
     label = lab.page.locator(f"{DIAGRAM_ROOT} [data-testid=checkpoint-label]")
-    assert (label.text_content() or "").strip() == "step-004500"
+    assert (label.text_content() or "").strip() == TOY_CHECKPOINTS[-1]
     legend = lab.page.locator(f"{DIAGRAM_ROOT} [data-testid=group-legend] > span")
     assert sorted(t.strip() for t in legend.all_text_contents()) == sorted(OPERATIONS)
     lab.screenshot(lab.page.locator(DIAGRAM_ROOT), "pathway_diagram", readme=True)
@@ -168,11 +168,12 @@ def test_a_timeline_click_moves_the_linked_diagram(lab: Lab) -> None:
         f"() => ({CANVAS_INK_JS})('.grokviz-timeline').ink > 2000", timeout=30_000
     )
     # Linking took the diagram's checkpoint (the last) as the Timeline's.
-    assert lab.execute("print(timeline.checkpoint)").strip() == "step-004500"
+    assert lab.execute("print(timeline.checkpoint)").strip() == TOY_CHECKPOINTS[-1]
     drawn = lab.page.evaluate(CANVAS_HASH_JS, "[data-testid=pathway-base]")
-    # Just inside the plot's left edge, on a step axis running to 4500: an early checkpoint.
+    # Just inside the plot's left edge, on a step axis running to the last step: an early one.
     chart.click(position={"x": 75, "y": 50})
-    lab.wait_for_kernel("timeline.step is not None and timeline.step < 1000", timeout=20)
+    early = f"timeline.step is not None and timeline.step < {TOY_STEPS[-1] // 4}"
+    lab.wait_for_kernel(early, timeout=20)
     step = int(lab.execute("print(timeline.step)"))
     label = f"step-{step:06d}"
     assert lab.execute("print(diagram.checkpoint)").strip() == label
