@@ -14,13 +14,16 @@ import polars as pl
 import pytest
 
 from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, SAMPLES, conform
-from grokviz.toy import lm as lm_module
+from grokviz.toy import _loop as loop_module
 from grokviz.toy.corpus import (
     DOMAINS,
     MAX_TOKENS,
+    arithmetic_document,
+    code_document,
     encode,
     make_corpus,
     make_tokenizer,
+    vocabulary,
 )
 from grokviz.toy.lm import PRESETS, LMConfig, LMRun, trace_lm, train_lm
 from grokviz.toy.lm_report import timing_table
@@ -133,6 +136,94 @@ def test_tokenizer_saves_loads_offline_and_matches_fast_encoding(tmp_path: Path)
         assert tok.unk_token_id not in ids
 
 
+def test_documents_refuse_a_sum_without_a_non_negative_answer() -> None:
+    assert code_document(("a", "b"), "sub", 4, 4) == "a = 4 ; b = a - 4 ; print b -> 0"
+    for make in (
+        lambda op, a, b: arithmetic_document("ana", "pens", op, a, b),
+        lambda op, a, b: code_document(("x", "y"), op, a, b),
+    ):
+        with pytest.raises(ValueError, match="b <= a; got op='sub', a=2, b=5"):
+            make("sub", 2, 5)
+        with pytest.raises(ValueError, match=r"op must be 'add' or 'sub'.*op='mul'"):
+            make("mul", 2, 3)
+
+
+def test_word_tokenizer_needs_the_special_tokens() -> None:
+    from grokviz.toy.tasks import word_tokenizer
+
+    with pytest.raises(ValueError, match=r"lacks the special tokens \['<eos>', '<unk>'\]"):
+        word_tokenizer({"<pad>": 0, "<bos>": 1, "ana": 2}, model_max_length=4)
+
+
+# --- the loop both trainers share ----------------------------------------------------------------
+
+
+def test_deterministic_block_restores_threads_and_kernels_even_on_error() -> None:
+    import torch
+
+    from grokviz.toy._loop import deterministic
+
+    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    inside = []
+    with pytest.raises(RuntimeError, match="stop"), deterministic(before[0] + 1):
+        inside.append((torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()))
+        raise RuntimeError("stop")
+    assert inside == [(before[0] + 1, True)]
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+
+
+def test_log_rows_average_each_domain_and_split() -> None:
+    import numpy as np
+    import torch
+
+    from grokviz.toy._loop import Scores, log_rows
+
+    rng = np.random.default_rng(0)
+    n = 60
+    samples = pl.DataFrame(
+        {"domain": rng.choice(["b", "a"], n), "split": rng.choice(["train", "val", "test"], n)}
+    )
+    loss, answer, correct = rng.random(n), rng.random(n), rng.random(n) > 0.5
+    scores = Scores(torch.tensor(loss), torch.tensor(answer), torch.tensor(correct))
+    rows = log_rows(7, samples, scores)
+    assert rows.columns == ["step", "domain", "split", "loss", "answer_loss", "accuracy"]
+    groups = sorted(set(zip(samples["domain"], samples["split"], strict=True)))
+    assert rows.select("domain", "split").rows() == groups
+    for step, domain, split, mean_loss, mean_answer, accuracy in rows.iter_rows():
+        part = (samples["domain"] == domain).to_numpy() & (samples["split"] == split).to_numpy()
+        assert step == 7
+        assert mean_loss == pytest.approx(loss[part].mean())
+        assert mean_answer == pytest.approx(answer[part].mean())
+        assert accuracy == pytest.approx(correct[part].mean())
+
+
+def test_padded_documents_score_as_each_document_alone() -> None:
+    """The evaluation of right-padded chunks equals a plain per-document log-softmax."""
+    import torch
+
+    from grokviz.toy._loop import score
+    from grokviz.toy.lm import _score_documents
+    from grokviz.toy.model import build_model, olmoe_config
+
+    texts = make_corpus(n_train=3, n_val=1, n_test=2, seed=0)["text"].to_list()
+    ids = encode(texts)
+    assert len({int((row != 0).sum()) for row in ids}) > 2  # lengths differ: padding matters
+    config = olmoe_config(TINY.model, vocab_size=len(vocabulary()))
+    config.max_position_embeddings = MAX_TOKENS
+    model = build_model(config, seed=0).train()
+    got = score(model, ids, _score_documents, batch_size=4)
+    assert model.training  # scoring switches to eval mode and back
+    model.eval()
+    for i, row in enumerate(ids):
+        doc = row[row != 0]
+        with torch.no_grad():
+            logits = model(input_ids=doc[None, :-1]).logits[0].float()
+        nll = -torch.log_softmax(logits, -1)[torch.arange(len(doc) - 1), doc[1:]]
+        assert got.loss[i].item() == pytest.approx(nll.mean().item(), rel=1e-5)
+        assert got.answer_loss[i].item() == pytest.approx(nll[-1].item(), rel=1e-5)
+        assert bool(got.correct[i]) == (logits[-1].argmax().item() == doc[-1].item())
+
+
 # --- training ----------------------------------------------------------------------------------
 
 
@@ -140,7 +231,7 @@ def test_tokenizer_saves_loads_offline_and_matches_fast_encoding(tmp_path: Path)
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LMRun, list[Any]]]:
     """The tiny run, and every batch of input ids the model was trained on."""
     batches: list[Any] = []
-    build = lm_module.build_model
+    build = loop_module.build_model
 
     def spying_build(config: Any, *, seed: int) -> Any:
         model = build(config, seed=seed)
@@ -153,7 +244,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LMRun, 
         return model
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(lm_module, "build_model", spying_build)
+        mp.setattr(loop_module, "build_model", spying_build)
         run = train_lm(TINY, tmp_path_factory.mktemp("lm") / "run", progress=False)
     yield run, batches
 

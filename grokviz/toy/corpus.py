@@ -27,9 +27,9 @@ from typing import Any
 import polars as pl
 
 from grokviz.schema import SAMPLES, conform
+from grokviz.toy.tasks import SPECIAL_TOKENS, word_tokenizer
 
 DOMAINS: tuple[str, ...] = ("arithmetic", "code", "facts")
-SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>")
 MAX_TOKENS = 15
 """Longest document in tokens, ``<bos>`` included."""
 
@@ -81,25 +81,7 @@ def make_tokenizer() -> Any:
     >>> tok.convert_ids_to_tokens(tok("c7 is in k2").input_ids)  # doctest: +SKIP
     ['<bos>', 'c7', 'is', 'in', 'k2']
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = vocabulary()
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    # WordPiece with a prefix no word has puts the spaces back between words when decoding
-    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    backend.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", vocab["<bos>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        bos_token="<bos>",
-        eos_token="<eos>",
-        unk_token="<unk>",
-        model_max_length=MAX_TOKENS,
-    )
+    return word_tokenizer(vocabulary(), model_max_length=MAX_TOKENS)
 
 
 def encode(texts: list[str]) -> Any:
@@ -168,6 +150,16 @@ def make_world(*, seed: int = 0, held_out: float = 0.2) -> World:
     )
 
 
+def _result(op: str, a: int, b: int) -> int:
+    """``a + b`` or ``a - b``: the answer of a problem of either domain (never negative)."""
+    if op == "add":
+        return a + b
+    if op == "sub" and 0 <= b <= a:
+        return a - b
+    msg = f"op must be 'add' or 'sub' with b <= a; got op={op!r}, a={a}, b={b}"
+    raise ValueError(msg)
+
+
 def arithmetic_document(name: str, obj: str, op: str, a: int, b: int) -> str:
     """A word problem whose last word is its answer.
 
@@ -178,12 +170,9 @@ def arithmetic_document(name: str, obj: str, op: str, a: int, b: int) -> str:
     >>> arithmetic_document("ben", "coins", "sub", 5, 2)
     'ben has 5 coins and loses 2 so ben has 3'
     """
-    if op == "add":
-        return f"{name} has {a} {obj} and gets {b} more so {name} has {a + b}"
-    if op == "sub" and 0 <= b <= a:
-        return f"{name} has {a} {obj} and loses {b} so {name} has {a - b}"
-    msg = f"op must be 'add' or 'sub' with b <= a; got op={op!r}, a={a}, b={b}"
-    raise ValueError(msg)
+    answer = _result(op, a, b)
+    change = f"gets {b} more" if op == "add" else f"loses {b}"
+    return f"{name} has {a} {obj} and {change} so {name} has {answer}"
 
 
 def code_document(names: tuple[str, str], op: str, a: int, b: int) -> str:
@@ -198,12 +187,9 @@ def code_document(names: tuple[str, str], op: str, a: int, b: int) -> str:
     'b = 5 ; a = b - 2 ; print a -> 3'
     """
     first, second = names
-    if op == "add":
-        return f"{first} = {a} ; {second} = {first} + {b} ; print {second} -> {a + b}"
-    if op == "sub" and 0 <= b <= a:
-        return f"{first} = {a} ; {second} = {first} - {b} ; print {second} -> {a - b}"
-    msg = f"op must be 'add' or 'sub' with b <= a; got op={op!r}, a={a}, b={b}"
-    raise ValueError(msg)
+    answer = _result(op, a, b)
+    sign = "+" if op == "add" else "-"
+    return f"{first} = {a} ; {second} = {first} {sign} {b} ; print {second} -> {answer}"
 
 
 def facts_document(world: World, city: str, person: str | None = None) -> str:

@@ -23,26 +23,17 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, SAMPLES, conform
+from grokviz.schema import SAMPLES, conform
+from grokviz.toy._loop import train_on_schedule
 from grokviz.toy.corpus import DOMAINS, MAX_TOKENS, encode, make_corpus, make_tokenizer, vocabulary
-from grokviz.toy.model import (
-    CHECKPOINT_FORMAT,
-    ModelSpec,
-    build_model,
-    olmoe_config,
-    rounded_state,
-    save_checkpoint,
-)
+from grokviz.toy.model import ModelSpec, olmoe_config
 
 RUN_KIND = "lm"
 """``run.json["kind"]`` of a run written by :func:`train_lm`."""
@@ -158,21 +149,6 @@ PRESETS: dict[str, LMConfig] = {
 }
 
 
-@contextmanager
-def _fixed_threads(threads: int) -> Iterator[None]:
-    """Deterministic kernels and a fixed thread count for the block; restores both after."""
-    import torch
-
-    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before[0])
-        torch.use_deterministic_algorithms(before[1])
-
-
 def lr_factor(config: LMConfig, step: int) -> float:
     """The learning rate at ``step`` as a fraction of ``config.lr``: linear warmup, then cosine.
 
@@ -208,51 +184,16 @@ def _next_token_nll(logits: Any, ids: Any) -> Any:
     return nll * real, real
 
 
-@dataclass
-class _Eval:
-    loss: Any  # mean next-token NLL over the document (the tracer's per-sample loss)
-    answer_loss: Any  # NLL of the last word
-    correct: Any  # the last word is the argmax after the prompt
-
-
-def _evaluate(model: Any, ids: Any, *, batch_size: int = 1024) -> _Eval:
-    """Score right-padded documents ``ids`` (from :func:`~grokviz.toy.corpus.encode`)."""
+def _score_documents(logits: Any, ids: Any) -> tuple[Any, Any, Any]:
+    """Per right-padded document of ``ids``: the mean NLL of its real tokens (the tracer's
+    loss), the last word's NLL, and whether the last word is the argmax after the prompt."""
     import torch
 
-    losses, answer_losses, correct = [], [], []
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for chunk in ids.split(batch_size):
-            # causal attention: real tokens never see the right padding, so no mask is needed
-            logits = model(input_ids=chunk[:, :-1]).logits.float()
-            nll, real = _next_token_nll(logits, chunk)
-            last = real.sum(dim=1) - 1  # index of the answer among the predicted positions
-            rows = torch.arange(len(chunk))
-            losses.append(nll.sum(dim=1) / real.sum(dim=1))
-            answer_losses.append(nll[rows, last])
-            correct.append(logits[rows, last].argmax(-1) == chunk[:, 1:][rows, last])
-    model.train(was_training)
-    return _Eval(torch.cat(losses), torch.cat(answer_losses), torch.cat(correct))
-
-
-def _log_rows(step: int, samples: pl.DataFrame, result: _Eval) -> pl.DataFrame:
-    frame = samples.select("domain", "split").with_columns(
-        loss=pl.Series(result.loss.numpy()),
-        answer_loss=pl.Series(result.answer_loss.numpy()),
-        correct=pl.Series(result.correct.numpy()),
-    )
-    return (
-        frame.group_by("domain", "split")
-        .agg(
-            pl.col("loss").mean(),
-            pl.col("answer_loss").mean(),
-            pl.col("correct").mean().alias("accuracy"),
-        )
-        .with_columns(step=pl.lit(step, pl.Int64))
-        .select("step", "domain", "split", "loss", "answer_loss", "accuracy")
-        .sort("domain", "split")
-    )
+    nll, real = _next_token_nll(logits, ids)
+    last = real.sum(dim=1) - 1  # index of the answer among the predicted positions
+    rows = torch.arange(len(ids))
+    correct = logits[rows, last].argmax(-1) == ids[:, 1:][rows, last]
+    return nll.sum(dim=1) / real.sum(dim=1), nll[rows, last], correct
 
 
 @dataclass
@@ -331,7 +272,7 @@ def train_lm(config: LMConfig, out: str | Path, *, progress: bool = True) -> LMR
     out
         Output folder (created; existing checkpoints of the same steps are replaced).
     progress
-        Show a progress bar with the current test accuracy.
+        Show a progress bar with the current accuracy of each split.
 
     Returns
     -------
@@ -343,10 +284,7 @@ def train_lm(config: LMConfig, out: str | Path, *, progress: bool = True) -> LMR
     >>> run.accuracy.filter(task="all")  # doctest: +SKIP
     """
     import torch
-    from tqdm.auto import tqdm
 
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
     corpus = make_corpus(
         n_train=config.docs_per_domain,
         n_val=config.val_per_domain,
@@ -371,104 +309,40 @@ def train_lm(config: LMConfig, out: str | Path, *, progress: bool = True) -> LMR
         ]
     )
     samples = conform(samples, SAMPLES, name="samples")
-    samples.write_parquet(folder / "samples.parquet")
-    ids = encode(samples["text"].to_list())
-    test_mask = (samples["split"] == "test").to_torch()
-    test_ids = samples.filter(pl.col("split") == "test").select("sample_id")
-    schedule = set(config.schedule())
-    eval_steps = set(range(0, config.steps + 1, config.eval_every)) | schedule
-    tokenizer = make_tokenizer()
+    model_config = olmoe_config(config.model, vocab_size=len(vocabulary()))
+    model_config.max_position_embeddings = MAX_TOKENS
 
-    logs: list[pl.DataFrame] = []
-    accuracy_rows: list[dict[str, Any]] = []
-    sample_frames: list[pl.DataFrame] = []
-    saved: list[Path] = []
-    start = time.perf_counter()
-    with _fixed_threads(config.threads):
-        model_config = olmoe_config(config.model, vocab_size=len(vocabulary()))
-        model_config.max_position_embeddings = MAX_TOKENS
-        model = build_model(model_config, seed=config.seed)
-        shadow = build_model(model_config, seed=config.seed)  # holds the float16-rounded weights
-        model.train()
-        opt = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=config.betas
-        )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(config, s))
-        bar = tqdm(total=config.steps, disable=not progress, desc="lm", unit="step")
-        for step in range(config.steps + 1):
-            if step in eval_steps:
-                # evaluate the weights as a checkpoint stores them, as the tracer will see them
-                shadow.load_state_dict({k: v.float() for k, v in rounded_state(model).items()})
-                result = _evaluate(shadow, ids)
-                rows = _log_rows(step, samples, result)
-                logs.append(rows)
-                if step in schedule:
-                    label = CHECKPOINT_FORMAT.format(step=step)
-                    saved.append(
-                        save_checkpoint(
-                            model,
-                            tokenizer,
-                            folder / "checkpoints",
-                            step=step,
-                            extra={"documents_seen": min(step * config.batch_size, len(seen))},
-                        )
-                    )
-                    sample_frames.append(
-                        test_ids.with_columns(
-                            checkpoint=pl.lit(label),
-                            step=pl.lit(step, pl.Int64),
-                            correct=pl.Series(result.correct[test_mask].numpy()),
-                        )
-                    )
-                    test = rows.filter(pl.col("split") == "test")
-                    accuracy_rows += [
-                        {"checkpoint": label, "step": step, "task": d, "accuracy": a}
-                        for d, a in test.select("domain", "accuracy").iter_rows()
-                    ]
-                    overall = float(result.correct[test_mask].float().mean())
-                    accuracy_rows.append(
-                        {"checkpoint": label, "step": step, "task": "all", "accuracy": overall}
-                    )
-                    pl.concat(logs).write_parquet(folder / "training_log.parquet")
-                test_acc = float(result.correct[test_mask].float().mean())
-                bar.set_postfix({"test": f"{test_acc:.2f}"})
-            if step == config.steps:
-                break
-            batch = train_ids[batches[step]]
-            logits = model(input_ids=batch[:, :-1]).logits
-            nll, real = _next_token_nll(logits, batch)
-            loss = nll.sum() / real.sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update(1)
-        bar.close()
-    seconds = time.perf_counter() - start
+    def batch_loss(model: Any, step: int) -> Any:
+        batch = train_ids[batches[step]]
+        nll, real = _next_token_nll(model(input_ids=batch[:, :-1]).logits, batch)
+        return nll.sum() / real.sum()
 
-    log = pl.concat(logs).sort("step", "domain", "split")
-    accuracy = conform(pl.DataFrame(accuracy_rows), ACCURACY, name="accuracy").sort("step", "task")
-    sample_accuracy = conform(
-        pl.concat(sample_frames).select("checkpoint", "step", "sample_id", "correct"),
-        SAMPLE_ACCURACY,
-        name="sample_accuracy",
+    trained = train_on_schedule(
+        config,
+        out,
+        kind=RUN_KIND,
+        samples=samples,
+        ids=encode(samples["text"].to_list()),
+        scorer=_score_documents,
+        eval_batch_size=1024,
+        model_config=model_config,
+        tokenizer=make_tokenizer(),
+        lr_factor=lambda s: lr_factor(config, s),
+        batch_loss=batch_loss,
+        checkpoint_extra=lambda step: {"documents_seen": min(step * config.batch_size, len(seen))},
+        run_extra={"steps": config.steps, "documents": len(seen)},
+        progress=progress,
     )
-    log.write_parquet(folder / "training_log.parquet")
-    accuracy.write_parquet(folder / "accuracy.parquet")
-    sample_accuracy.write_parquet(folder / "sample_accuracy.parquet")
-    meta = {
-        "kind": RUN_KIND,
-        "config": config.to_json(),
-        "seconds": seconds,
-        "threads": config.threads,
-        "steps": config.steps,
-        "documents": len(seen),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "checkpoints": [p.name for p in saved],
-    }
-    (folder / "run.json").write_text(json.dumps(meta, indent=1))
-    return LMRun(folder, config, samples, log, accuracy, sample_accuracy, saved, seconds)
+    return LMRun(
+        Path(out),
+        config,
+        samples,
+        trained.log,
+        trained.accuracy,
+        trained.sample_accuracy,
+        trained.checkpoints,
+        trained.seconds,
+    )
 
 
 def trace_lm(
@@ -505,23 +379,13 @@ def trace_lm(
     >>> trace_lm("/tmp/lmtoy")  # doctest: +SKIP
     PosixPath('/tmp/lmtoy/trace')
     """
-    from grokviz.trace import trace
+    from grokviz.toy.report import trace_checkpoints
 
-    lm = LMRun.load(run)
-    target = Path(store) if store is not None else lm.out / "trace"
-    samples = conform(lm.samples.select(list(SAMPLES)), SAMPLES, name="samples")
-    select = (
-        samples.group_by("domain", "split", maintain_order=True)
-        .head(token_samples)["sample_id"]
-        .to_list()
-    )
-    trace(
-        [str(c) for c in lm.checkpoints],
-        samples,
-        target,
-        select=select,
+    return trace_checkpoints(
+        LMRun.load(run),
+        store=store,
+        token_samples=token_samples,
         batch_size=batch_size,
         max_length=MAX_TOKENS,
         progress=progress,
     )
-    return target

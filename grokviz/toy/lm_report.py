@@ -22,15 +22,7 @@ import polars as pl
 from grokviz.schema import conform
 from grokviz.toy.corpus import DOMAINS
 from grokviz.toy.lm import LMRun
-
-_METRIC_NAMES = {
-    "distance": "avg pathway distance",
-    "consistency": "pathway consistency",
-    "loss": "training loss",
-    "val_loss": "validation loss",
-    "entropy": "routing entropy",
-}
-_PAPER_SIGN = {"distance": -1, "consistency": +1}
+from grokviz.toy.report import _METRIC_NAMES, _PAPER_SIGN, _first
 
 
 def _first_from(steps: Any, ok: Any) -> int | None:
@@ -39,13 +31,6 @@ def _first_from(steps: Any, ok: Any) -> int | None:
 
     stays = np.flip(np.cumprod(np.flip(ok.astype(bool)))).astype(bool)
     hits = np.flatnonzero(stays)
-    return int(steps[hits[0]]) if hits.size else None
-
-
-def _first(steps: Any, ok: Any) -> int | None:
-    import numpy as np
-
-    hits = np.flatnonzero(ok)
     return int(steps[hits[0]]) if hits.size else None
 
 

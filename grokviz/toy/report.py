@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -37,6 +37,17 @@ _METRIC_NAMES = {
     "val_loss": "validation loss",
     "entropy": "routing entropy",
 }
+
+
+class TracedRun(Protocol):
+    """A run :func:`trace_checkpoints` traces: ``ToyRun`` or ``LMRun``."""
+
+    @property
+    def out(self) -> Path: ...
+    @property
+    def samples(self) -> pl.DataFrame: ...
+    @property
+    def checkpoints(self) -> list[Path]: ...
 
 
 def trace_run(
@@ -72,23 +83,53 @@ def trace_run(
     >>> trace_run("data/samples/toy")  # doctest: +SKIP
     PosixPath('data/samples/toy/trace')
     """
+    return trace_checkpoints(
+        ToyRun.load(run),
+        store=store,
+        token_samples=token_samples,
+        batch_size=batch_size,
+        max_length=16,
+        progress=progress,
+    )
+
+
+def trace_checkpoints(
+    run: TracedRun,
+    *,
+    max_length: int,
+    store: str | Path | None = None,
+    token_samples: int = 2,
+    batch_size: int = 512,
+    progress: bool = True,
+) -> Path:
+    """Trace every checkpoint of an opened run over its samples (``schema.SAMPLES`` columns).
+
+    The first ``token_samples`` samples of each domain and split keep their per-token routing;
+    ``max_length`` is the tokenizer's truncation length, at least the longest sample. The other
+    arguments are those of :func:`trace_run`, which calls this for a toy run
+    (:func:`grokviz.toy.lm.trace_lm` for a one-pass LM run).
+
+    Examples
+    --------
+    >>> trace_checkpoints(ToyRun.load("data/samples/toy"), max_length=16)  # doctest: +SKIP
+    PosixPath('data/samples/toy/trace')
+    """
     from grokviz.trace import trace
 
-    toy = ToyRun.load(run)
-    target = Path(store) if store is not None else toy.out / "trace"
-    samples = conform(toy.samples.select(list(SAMPLES)), SAMPLES, name="samples")
+    target = Path(store) if store is not None else run.out / "trace"
+    samples = conform(run.samples.select(list(SAMPLES)), SAMPLES, name="samples")
     select = (
         samples.group_by("domain", "split", maintain_order=True)
         .head(token_samples)["sample_id"]
         .to_list()
     )
     trace(
-        [str(c) for c in toy.checkpoints],
+        [str(c) for c in run.checkpoints],
         samples,
         target,
         select=select,
         batch_size=batch_size,
-        max_length=16,
+        max_length=max_length,
         progress=progress,
     )
     return target

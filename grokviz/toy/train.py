@@ -19,25 +19,14 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, conform
-from grokviz.toy.model import (
-    CHECKPOINT_FORMAT,
-    ModelSpec,
-    build_model,
-    olmoe_config,
-    rounded_state,
-    save_checkpoint,
-)
+from grokviz.toy._loop import train_on_schedule
+from grokviz.toy.model import ModelSpec, olmoe_config
 from grokviz.toy.tasks import encode, make_samples, make_tokenizer, vocabulary
 
 
@@ -149,46 +138,13 @@ def checkpoint_steps(steps: int, *, n: int, every: int = 1) -> list[int]:
     return [s for s in out if s <= steps]
 
 
-@contextmanager
-def _deterministic(threads: int) -> Iterator[None]:
-    import torch
-
-    previous = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous[0])
-        torch.use_deterministic_algorithms(previous[1])
-
-
-@dataclass
-class _Eval:
-    """Per-sample results of one evaluation."""
-
-    loss: Any  # mean next-token NLL over the 5 predicted tokens (the tracer's loss)
-    answer_loss: Any  # NLL of the answer token
-    correct: Any  # answer token is the argmax given the prompt
-
-
-def evaluate(model: Any, ids: Any, *, batch_size: int = 4096) -> _Eval:
-    """Run ``model`` on encoded equations ``ids`` (``(n, 6)``) without gradients."""
-    import torch
+def _score_equations(logits: Any, ids: Any) -> tuple[Any, Any, Any]:
+    """Per equation of ``ids`` (``(n, 6)``): the mean NLL of its 5 predicted tokens (the tracer's
+    loss), the answer token's NLL, and whether the answer is the argmax after the prompt."""
     import torch.nn.functional as F
 
-    losses, answer_losses, correct = [], [], []
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for chunk in ids.split(batch_size):
-            logits = model(input_ids=chunk[:, :-1]).logits.float()
-            nll = F.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="none")
-            losses.append(nll.mean(dim=1))
-            answer_losses.append(nll[:, -1])
-            correct.append(logits[:, -1].argmax(-1) == chunk[:, -1])
-    model.train(was_training)
-    return _Eval(torch.cat(losses), torch.cat(answer_losses), torch.cat(correct))
+    nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    return nll.mean(dim=1), nll[:, -1], logits[:, -1].argmax(-1) == ids[:, -1]
 
 
 def _objective(logits: Any, batch: Any, prompt_weight: float) -> Any:
@@ -200,24 +156,6 @@ def _objective(logits: Any, batch: Any, prompt_weight: float) -> Any:
     weights = torch.full((nll.shape[1],), prompt_weight, dtype=nll.dtype)
     weights[-1] = 1.0
     return (nll * weights).sum(dim=1).mean() / weights.sum()
-
-
-def _log_rows(step: int, samples: pl.DataFrame, result: _Eval) -> pl.DataFrame:
-    frame = samples.select("domain", "split").with_columns(
-        loss=pl.Series(result.loss.numpy()),
-        answer_loss=pl.Series(result.answer_loss.numpy()),
-        correct=pl.Series(result.correct.numpy()),
-    )
-    return (
-        frame.group_by("domain", "split")
-        .agg(
-            pl.col("loss").mean(),
-            pl.col("answer_loss").mean(),
-            pl.col("correct").mean().alias("accuracy"),
-        )
-        .with_columns(step=pl.lit(step, pl.Int64))
-        .select("step", "domain", "split", "loss", "answer_loss", "accuracy")
-    )
 
 
 @dataclass
@@ -283,10 +221,7 @@ def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRu
     ['step-000002', 'step-000004', 'step-000006']
     """
     import torch
-    from tqdm.auto import tqdm
 
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
     samples = make_samples(
         p=config.p,
         operations=config.operations,
@@ -294,98 +229,40 @@ def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRu
         val_fraction=config.val_fraction,
         seed=config.seed,
     )
-    samples.write_parquet(folder / "samples.parquet")
     vocab = vocabulary(p=config.p, operations=config.operations)
-    tokenizer = make_tokenizer(p=config.p, operations=config.operations)
     ids = encode(samples, p=config.p, operations=config.operations)
     train_ids = ids[(samples["split"] == "train").to_torch()]
-    test_mask = samples["split"] == "test"
-    schedule = set(config.schedule())
-    eval_steps = {s for s in range(0, config.steps + 1, config.eval_every)} | schedule
+    gen = torch.Generator().manual_seed(config.seed)
 
-    logs: list[pl.DataFrame] = []
-    accuracy_rows: list[dict[str, Any]] = []
-    sample_frames: list[pl.DataFrame] = []
-    saved: list[Path] = []
-    start = time.perf_counter()
-    with _deterministic(config.threads):
-        model_config = olmoe_config(config.model, vocab_size=len(vocab))
-        model = build_model(model_config, seed=config.seed)
-        shadow = build_model(model_config, seed=config.seed)  # holds the float16-rounded weights
-        model.train()
-        opt = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=config.betas
-        )
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / max(1, config.warmup))
-        )
-        gen = torch.Generator().manual_seed(config.seed)
-        bar = tqdm(total=config.steps, disable=not progress, desc="toy", unit="step")
-        for step in range(config.steps + 1):
-            if step in eval_steps:
-                shadow.load_state_dict({k: v.float() for k, v in rounded_state(model).items()})
-                result = evaluate(shadow, ids)
-                rows = _log_rows(step, samples, result)
-                logs.append(rows)
-                if step in schedule:
-                    label = CHECKPOINT_FORMAT.format(step=step)
-                    path = save_checkpoint(model, tokenizer, folder / "checkpoints", step=step)
-                    saved.append(path)
-                    # the log so far, so a long run can be watched (and inspected if stopped)
-                    pl.concat(logs).write_parquet(folder / "training_log.parquet")
-                    sample_frames.append(
-                        samples.filter(test_mask)
-                        .select("sample_id")
-                        .with_columns(
-                            checkpoint=pl.lit(label),
-                            step=pl.lit(step, pl.Int64),
-                            correct=pl.Series(result.correct[test_mask.to_torch()].numpy()),
-                        )
-                    )
-                    test = rows.filter(pl.col("split") == "test")
-                    accuracy_rows += [
-                        {"checkpoint": label, "step": step, "task": d, "accuracy": a}
-                        for d, a in test.select("domain", "accuracy").iter_rows()
-                    ]
-                    overall = float(result.correct[test_mask.to_torch()].float().mean())
-                    accuracy_rows.append(
-                        {"checkpoint": label, "step": step, "task": "all", "accuracy": overall}
-                    )
-                acc = rows.group_by("split").agg(pl.col("accuracy").mean()).sort("split")
-                bar.set_postfix({s: f"{a:.2f}" for s, a in acc.iter_rows()})
-            if step == config.steps:
-                break
-            batch = train_ids[torch.randint(0, len(train_ids), (config.batch_size,), generator=gen)]
-            logits = model(input_ids=batch[:, :-1]).logits
-            loss = _objective(logits, batch, config.prompt_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update(1)
-        bar.close()
-    seconds = time.perf_counter() - start
+    def batch_loss(model: Any, step: int) -> Any:
+        batch = train_ids[torch.randint(0, len(train_ids), (config.batch_size,), generator=gen)]
+        logits = model(input_ids=batch[:, :-1]).logits
+        return _objective(logits, batch, config.prompt_weight)
 
-    log = pl.concat(logs).sort("step", "domain", "split")
-    accuracy = conform(pl.DataFrame(accuracy_rows), ACCURACY, name="accuracy").sort("step", "task")
-    sample_accuracy = conform(
-        pl.concat(sample_frames).select("checkpoint", "step", "sample_id", "correct"),
-        SAMPLE_ACCURACY,
-        name="sample_accuracy",
+    trained = train_on_schedule(
+        config,
+        out,
+        kind="toy",
+        samples=samples,
+        ids=ids,
+        scorer=_score_equations,
+        eval_batch_size=4096,
+        model_config=olmoe_config(config.model, vocab_size=len(vocab)),
+        tokenizer=make_tokenizer(p=config.p, operations=config.operations),
+        lr_factor=lambda s: min(1.0, (s + 1) / max(1, config.warmup)),
+        batch_loss=batch_loss,
+        progress=progress,
     )
-    log.write_parquet(folder / "training_log.parquet")
-    accuracy.write_parquet(folder / "accuracy.parquet")
-    sample_accuracy.write_parquet(folder / "sample_accuracy.parquet")
-    meta = {
-        "config": config.to_json(),
-        "seconds": seconds,
-        "threads": config.threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "checkpoints": [p.name for p in saved],
-    }
-    (folder / "run.json").write_text(json.dumps(meta, indent=1))
-    return ToyRun(folder, config, samples, log, accuracy, sample_accuracy, saved, seconds)
+    return ToyRun(
+        Path(out),
+        config,
+        samples,
+        trained.log,
+        trained.accuracy,
+        trained.sample_accuracy,
+        trained.checkpoints,
+        trained.seconds,
+    )
 
 
 def with_overrides(config: ToyConfig, **changes: Any) -> ToyConfig:
@@ -393,8 +270,9 @@ def with_overrides(config: ToyConfig, **changes: Any) -> ToyConfig:
 
     Examples
     --------
-    >>> with_overrides(PRESETS["default"], steps=100, model_num_layers=2).model.num_layers
-    2
+    >>> short = with_overrides(PRESETS["default"], steps=100, checkpoints=(50, 100), model_num_layers=2)
+    >>> short.steps, short.model.num_layers
+    (100, 2)
     """
     model_changes = {k[len("model_") :]: v for k, v in changes.items() if k.startswith("model_")}
     rest = {k: v for k, v in changes.items() if not k.startswith("model_")}
