@@ -209,24 +209,48 @@ shipped = pytest.mark.skipif(not (SHIPPED / "run.json").is_file(), reason="no sh
 
 @shipped
 def test_shipped_run_memorizes_before_it_generalizes_in_every_group() -> None:
+    """The issue's shape, read from the shipped dense log: each group's train accuracy reaches
+    0.95 well before its test accuracy reaches 0.9, test accuracy is near chance while the
+    training pairs are being memorized, and the groups generalize at different times."""
     from grokviz.toy.report import log_delays
 
     run = ToyRun.load(SHIPPED)
     assert 10 <= len(run.checkpoints) <= 16
     assert run.config.model.num_layers >= 4 and run.config.model.num_experts >= 8
-    # 0.85 rather than the issue's 0.9: sqsum peaks at 0.85-0.87 test accuracy within the run
-    # (see docs/toy_results.md); add, sub and div pass 0.9 too.
-    delays = log_delays(run.log, train_level=0.95, test_level=0.85)
-    assert delays.height == len(run.config.operations)
+    delays = log_delays(run.log, train_level=0.95, test_level=0.9)
+    assert sorted(delays["domain"]) == sorted(run.config.operations)
     for domain, memorized, generalized, delay, test_then in delays.iter_rows():
         assert memorized is not None and generalized is not None, domain
-        assert delay > 0, domain
-        assert test_then < 0.8, domain  # far from generalized when memorized
+        assert delay >= 1000, domain
+        assert test_then < 0.6, domain  # far from generalized when memorized
     steps = delays["generalized_step"].to_list()
-    assert max(steps) - min(steps) >= 1000
-    passed = log_delays(run.log, test_level=0.9).filter(pl.col("generalized_step").is_not_null())
-    assert set(passed["domain"]) >= {"add", "sub", "div"}
-    assert (passed["delay"] >= 2000).sum() >= 2  # add and sub: long memorization plateaus
+    assert max(steps) - min(steps) >= 2000
+    # Test accuracy near chance (1/p) early on, when train accuracy has already risen.
+    early = run.log.filter(pl.col("step") == 250).pivot(
+        on="split", index="domain", values="accuracy"
+    )
+    assert (early["train"] >= 0.8).all()
+    assert (early["test"] <= 0.3).all()
+
+
+@shipped
+def test_the_documented_config_reproduces_the_shipped_curves(tmp_path: Path) -> None:
+    """The shipped run's own config, retrained for its first checkpoints, lands on the same
+    accuracies (the issue asks for within 1 point; the run is deterministic, so they are equal).
+    Evaluation and saving do not touch the training trajectory, so a shorter run with fewer
+    checkpoints follows the shipped one step for step."""
+    from grokviz.toy.train import with_overrides
+
+    run = ToyRun.load(SHIPPED)
+    early = tuple(s for s in run.config.schedule() if s <= 250)
+    assert len(early) >= 2
+    config = with_overrides(run.config, steps=early[-1], checkpoints=early)
+    again = train(config, tmp_path, progress=False)
+    expected = run.accuracy.filter(pl.col("step").is_in(early)).sort("step", "task")
+    got = again.accuracy.sort("step", "task")
+    assert got.select("step", "task").equals(expected.select("step", "task"))
+    worst = (got["accuracy"] - expected["accuracy"]).abs().max()
+    assert worst is not None and worst <= 0.01, got.join(expected, on=["step", "task"])
 
 
 @shipped
