@@ -8,8 +8,13 @@ A newcomer without a GPU or the model hub sees grokking in minutes::
 
 The shipped run lives in ``data/samples/toy``. Modules: :mod:`~grokviz.toy.tasks` (equations,
 tokenizer), :mod:`~grokviz.toy.model` (configs, checkpoints), :mod:`~grokviz.toy.train` (the
-trainer), :mod:`~grokviz.toy.report` (tracing and the written result). Importing this package
-does not import torch.
+trainer), :mod:`~grokviz.toy.report` (tracing and the written result).
+
+A second toy is closer to the paper's setting: one pass of pretraining over a generated
+multi-domain corpus (``python -m grokviz.toy lm --out runs/lm``): :mod:`~grokviz.toy.corpus`
+(documents and test tasks), :mod:`~grokviz.toy.lm` (the one-pass trainer),
+:mod:`~grokviz.toy.lm_report` (its written result). Both trainers share
+:mod:`~grokviz.toy._loop`. Importing this package does not import torch.
 """
 
 from __future__ import annotations
