@@ -308,3 +308,18 @@ def test_shipped_trace_covers_every_checkpoint_and_sample() -> None:
     assert set(store.samples()["sample_id"]) == set(run.samples["sample_id"])
     losses = store.losses()
     assert losses.height == len(run.checkpoints) * run.samples.height
+
+
+def test_run_loaders_say_which_run_a_folder_holds(tmp_path: Path) -> None:
+    from grokviz.toy.lm import LMRun
+
+    with pytest.raises(FileNotFoundError, match=r"python -m grokviz\.toy train --out"):
+        ToyRun.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"python -m grokviz\.toy lm --out"):
+        LMRun.load(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "lm", "config": {}, "seconds": 1}))
+    with pytest.raises(ValueError, match=r"kind 'lm', not 'toy'.*LMRun"):
+        ToyRun.load(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"config": {}, "seconds": 1}))  # no kind: toy
+    with pytest.raises(ValueError, match=r"kind 'toy', not 'lm'.*ToyRun"):
+        LMRun.load(tmp_path)

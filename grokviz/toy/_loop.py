@@ -26,12 +26,78 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import polars as pl
 
 from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, conform
 from grokviz.toy.model import CHECKPOINT_FORMAT, build_model, rounded_state, save_checkpoint
+
+_R = TypeVar("_R", bound="Run")
+
+
+@dataclass
+class Run:
+    """A run folder written by :func:`train_on_schedule`, opened: its config and tables.
+
+    Each trainer subclasses it with its config type, its ``run.json`` kind and the command that
+    creates such a run (for the error when a folder holds none).
+    """
+
+    out: Path
+    config: Any
+    samples: pl.DataFrame
+    log: pl.DataFrame
+    accuracy: pl.DataFrame
+    sample_accuracy: pl.DataFrame
+    checkpoints: list[Path]
+    seconds: float
+
+    kind: ClassVar[str] = ""
+    command: ClassVar[str] = ""
+
+    @classmethod
+    def config_from_json(cls, data: dict[str, Any]) -> Any:
+        """The trainer's config from the ``"config"`` entry of ``run.json``."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls: type[_R], out: str | Path) -> _R:
+        """Open the run folder ``out``, which must hold a run of this class's kind.
+
+        A ``run.json`` without a ``"kind"`` (written before runs recorded it) counts as ``"toy"``.
+
+        Examples
+        --------
+        >>> from grokviz.toy import ToyRun
+        >>> run = ToyRun.load("data/samples/toy")  # doctest: +SKIP
+        >>> run.accuracy.columns  # doctest: +SKIP
+        ['checkpoint', 'step', 'task', 'accuracy']
+        """
+        folder = Path(out)
+        meta_path = folder / "run.json"
+        if not meta_path.is_file():
+            msg = f"{folder} holds no run (no run.json); create one with `{cls.command} --out {folder}`"
+            raise FileNotFoundError(msg)
+        meta = json.loads(meta_path.read_text())
+        found = meta.get("kind", "toy")
+        if found != cls.kind:
+            msg = (
+                f"{folder} holds a run of kind {found!r}, not {cls.kind!r}; open it with the "
+                "loader of its kind (grokviz.toy.ToyRun for 'toy', grokviz.toy.LMRun for 'lm')"
+            )
+            raise ValueError(msg)
+        return cls(
+            out=folder,
+            config=cls.config_from_json(meta["config"]),
+            samples=pl.read_parquet(folder / "samples.parquet"),
+            log=pl.read_parquet(folder / "training_log.parquet"),
+            accuracy=pl.read_parquet(folder / "accuracy.parquet"),
+            sample_accuracy=pl.read_parquet(folder / "sample_accuracy.parquet"),
+            checkpoints=sorted((folder / "checkpoints").glob("step-*[0-9]")),
+            seconds=float(meta["seconds"]),
+        )
+
 
 Scorer = Callable[[Any, Any], tuple[Any, Any, Any]]
 """``scorer(logits, ids) -> (loss, answer_loss, correct)``, one value per row of ``ids``, from

@@ -21,17 +21,16 @@ layout and tables as the first toy's (:mod:`grokviz.toy.train`)::
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
 from grokviz.schema import SAMPLES, conform
-from grokviz.toy._loop import train_on_schedule
+from grokviz.toy._loop import Run, train_on_schedule
 from grokviz.toy.corpus import DOMAINS, MAX_TOKENS, encode, make_corpus, make_tokenizer, vocabulary
 from grokviz.toy.model import ModelSpec, olmoe_config
 
@@ -197,53 +196,17 @@ def _score_documents(logits: Any, ids: Any) -> tuple[Any, Any, Any]:
 
 
 @dataclass
-class LMRun:
-    """What :func:`train_lm` wrote: the folder and the frames it saved there."""
+class LMRun(Run):
+    """What :func:`train_lm` wrote: the folder and the frames it saved there; open one with
+    ``LMRun.load(folder)``."""
 
-    out: Path
     config: LMConfig
-    samples: pl.DataFrame
-    log: pl.DataFrame
-    accuracy: pl.DataFrame
-    sample_accuracy: pl.DataFrame
-    checkpoints: list[Path]
-    seconds: float
+    kind: ClassVar[str] = RUN_KIND
+    command: ClassVar[str] = "python -m grokviz.toy lm"
 
     @classmethod
-    def load(cls, out: str | Path) -> LMRun:
-        """Open a run folder written by :func:`train_lm`.
-
-        Examples
-        --------
-        >>> run = LMRun.load("/tmp/lmtoy")  # doctest: +SKIP
-        >>> run.accuracy.columns  # doctest: +SKIP
-        ['checkpoint', 'step', 'task', 'accuracy']
-        """
-        folder = Path(out)
-        meta_path = folder / "run.json"
-        if not meta_path.is_file():
-            msg = (
-                f"{folder} holds no run (no run.json); create one with "
-                f"`python -m grokviz.toy lm --out {folder}`"
-            )
-            raise FileNotFoundError(msg)
-        meta = json.loads(meta_path.read_text())
-        if meta.get("kind") != RUN_KIND:
-            msg = (
-                f"{folder} holds a run of kind {meta.get('kind')!r}, not a one-pass LM run; "
-                "open it with grokviz.toy.ToyRun.load"
-            )
-            raise ValueError(msg)
-        return cls(
-            out=folder,
-            config=LMConfig.from_json(meta["config"]),
-            samples=pl.read_parquet(folder / "samples.parquet"),
-            log=pl.read_parquet(folder / "training_log.parquet"),
-            accuracy=pl.read_parquet(folder / "accuracy.parquet"),
-            sample_accuracy=pl.read_parquet(folder / "sample_accuracy.parquet"),
-            checkpoints=sorted((folder / "checkpoints").glob("step-*[0-9]")),
-            seconds=float(meta["seconds"]),
-        )
+    def config_from_json(cls, data: dict[str, Any]) -> LMConfig:
+        return LMConfig.from_json(data)
 
 
 def _tracked(corpus: pl.DataFrame, config: LMConfig) -> pl.DataFrame:

@@ -17,15 +17,12 @@ Training is deterministic for a seed and thread count: seeded initialisation and
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import polars as pl
-
-from grokviz.toy._loop import train_on_schedule
+from grokviz.toy._loop import Run, train_on_schedule
 from grokviz.toy.model import ModelSpec, olmoe_config
 from grokviz.toy.tasks import encode, make_samples, make_tokenizer, vocabulary
 
@@ -162,43 +159,17 @@ def _objective(logits: Any, batch: Any, prompt_weight: float) -> Any:
 
 
 @dataclass
-class ToyRun:
-    """What :func:`train` wrote: the folder and the frames it saved there."""
+class ToyRun(Run):
+    """What :func:`train` wrote: the folder and the frames it saved there; open one with
+    ``ToyRun.load(folder)``."""
 
-    out: Path
     config: ToyConfig
-    samples: pl.DataFrame
-    log: pl.DataFrame
-    accuracy: pl.DataFrame
-    sample_accuracy: pl.DataFrame
-    checkpoints: list[Path]
-    seconds: float
+    kind: ClassVar[str] = "toy"
+    command: ClassVar[str] = "python -m grokviz.toy train"
 
     @classmethod
-    def load(cls, out: str | Path) -> ToyRun:
-        """Open a run folder written by :func:`train`.
-
-        Examples
-        --------
-        >>> run = ToyRun.load("data/samples/toy")  # doctest: +SKIP
-        >>> run.accuracy.columns  # doctest: +SKIP
-        ['checkpoint', 'step', 'task', 'accuracy']
-        """
-        folder = Path(out)
-        if not (folder / "run.json").is_file():
-            msg = f"{folder} holds no toy run (no run.json); create one with `python -m grokviz.toy train --out {folder}`"
-            raise FileNotFoundError(msg)
-        meta = json.loads((folder / "run.json").read_text())
-        return cls(
-            out=folder,
-            config=ToyConfig.from_json(meta["config"]),
-            samples=pl.read_parquet(folder / "samples.parquet"),
-            log=pl.read_parquet(folder / "training_log.parquet"),
-            accuracy=pl.read_parquet(folder / "accuracy.parquet"),
-            sample_accuracy=pl.read_parquet(folder / "sample_accuracy.parquet"),
-            checkpoints=sorted((folder / "checkpoints").glob("step-*[0-9]")),
-            seconds=float(meta["seconds"]),
-        )
+    def config_from_json(cls, data: dict[str, Any]) -> ToyConfig:
+        return ToyConfig.from_json(data)
 
 
 def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRun:
