@@ -24,14 +24,41 @@ import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import polars as pl
 
 from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, conform
-from grokviz.toy.model import CHECKPOINT_FORMAT, build_model, rounded_state, save_checkpoint
+from grokviz.toy.model import (
+    CHECKPOINT_FORMAT,
+    ModelSpec,
+    build_model,
+    rounded_state,
+    save_checkpoint,
+)
+
+_C = TypeVar("_C", bound="JsonConfig")
+
+
+class JsonConfig:
+    """``to_json`` / ``from_json`` for a trainer's frozen config dataclass: its sequences are
+    tuples (JSON gives lists back) and its ``model`` is a :class:`~grokviz.toy.model.ModelSpec`."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_json` reads it back."""
+        return asdict(cast(Any, self))
+
+    @classmethod
+    def from_json(cls: type[_C], data: dict[str, Any]) -> _C:
+        """The config written by :meth:`to_json`."""
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        fields["model"] = ModelSpec(**data.get("model", {}))
+        return cls(**fields)
+
 
 _R = TypeVar("_R", bound="Run")
 

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
 
 from grokviz.schema import SAMPLES, conform
-from grokviz.toy._loop import Run, train_on_schedule
+from grokviz.toy._loop import JsonConfig, Run, train_on_schedule
 from grokviz.toy.corpus import DOMAINS, MAX_TOKENS, encode, make_corpus, make_tokenizer, vocabulary
 from grokviz.toy.model import ModelSpec, olmoe_config
 
@@ -39,7 +39,7 @@ RUN_KIND = "lm"
 
 
 @dataclass(frozen=True)
-class LMConfig:
+class LMConfig(JsonConfig):
     """Everything that determines a one-pass run; the same config gives the same run."""
 
     docs_per_domain: int = 60_000
@@ -116,19 +116,6 @@ class LMConfig:
         raw = (math.exp(lo + (hi - lo) * i / (n - 1)) for i in range(n))
         inner = {max(every, round(x / every) * every) for x in raw}
         return sorted({0, self.steps, *(x for x in inner if x < self.steps)})
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_json` reads it back."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LMConfig:
-        """The config written by :meth:`to_json`."""
-        data = dict(data)
-        data["model"] = ModelSpec(**data.get("model", {}))
-        if "betas" in data:
-            data["betas"] = tuple(data["betas"])
-        return cls(**data)
 
 
 # The documented run (docs/toy_lm.md) and a seconds-long one for tests and smoke runs.

@@ -18,17 +18,17 @@ Training is deterministic for a seed and thread count: seeded initialisation and
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from grokviz.toy._loop import Run, train_on_schedule
+from grokviz.toy._loop import JsonConfig, Run, train_on_schedule
 from grokviz.toy.model import ModelSpec, olmoe_config
 from grokviz.toy.tasks import encode, make_samples, make_tokenizer, vocabulary
 
 
 @dataclass(frozen=True)
-class ToyConfig:
+class ToyConfig(JsonConfig):
     """Everything that determines a toy run; the same config and seed give the same run."""
 
     p: int = 31
@@ -83,20 +83,6 @@ class ToyConfig:
         if self.checkpoints:
             return sorted(set(self.checkpoints))
         return checkpoint_steps(self.steps, n=self.n_checkpoints, every=self.eval_every)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_json` reads it back."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ToyConfig:
-        """The config written by :meth:`to_json`."""
-        data = dict(data)
-        data["model"] = ModelSpec(**data.get("model", {}))
-        for key in ("operations", "train_fraction", "betas", "checkpoints"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
 
 
 # The shipped run (see docs/toy_results.md) and a seconds-long one for tests and smoke runs.
