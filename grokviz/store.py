@@ -11,25 +11,25 @@ Layout::
         routing-00000.parquet   schema.ROUTING rows of shard 0
         token_routing-00000.parquet
 
-Every file is written atomically (temporary file in the same folder, fsync, ``os.replace``) and
-the manifest is rewritten after each finished part, so an interrupted run never leaves a half
-written file and only parts listed in the manifest are ever read. Files of a part that is not in
-the manifest (an interrupted run) are overwritten when the part is computed again.
+Every file is written atomically (:mod:`grokviz._files`: temporary file in the same folder, fsync,
+``os.replace``) and the manifest is rewritten after each finished part, so an interrupted run never
+leaves a half written file and only parts listed in the manifest are ever read. Files of a part
+that is not in the manifest (an interrupted run) are overwritten when the part is computed again.
 
 A store holds one sample set traced with one set of parameters (``max_length``, ``select``,
 ``dtype``). Re-tracing with a sample set that *adds* samples to the stored ones (same ids, same
 texts) appends them as new shards; anything else needs a new store folder.
+
+This module holds :class:`TraceStore`'s opening and reading; the file names and sample-set
+checks are in :mod:`grokviz._store_format`, and what the tracer calls to write a store in
+:mod:`grokviz._store_write` (a mixin of :class:`TraceStore`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
-import re
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -37,116 +37,36 @@ import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz.errors import EmptyInputError, TraceStoreError
 
-FORMAT = "grokviz.trace-store"
-VERSION = 1
-MANIFEST = "manifest.json"
-SAMPLES_FILE = "samples.parquet"
-ROUTERS_FILE = "routers.parquet"
-TABLES: dict[str, dict[str, pl.DataType]] = {
-    "losses": schema.LOSSES,
-    "routing": schema.ROUTING,
-    "token_routing": schema.TOKEN_ROUTING,
-}
-_TMP_SUFFIX = ".grokviz-tmp"
+# Re-exported: these lived here before the writing helpers got their own modules.
+from grokviz._files import _TMP_SUFFIX as _TMP_SUFFIX
+from grokviz._files import _fsync_dir as _fsync_dir
+from grokviz._files import atomic_write as atomic_write
+from grokviz._files import write_json as write_json
+from grokviz._files import write_parquet
+from grokviz._store_format import (
+    FORMAT,
+    MANIFEST,
+    ROUTERS_FILE,
+    SAMPLES_FILE,
+    VERSION,
+    part_name,
+    samples_hash,
+)
+from grokviz._store_format import TABLES as TABLES
+from grokviz._store_format import _folder_name as _folder_name
+from grokviz._store_format import check_samples as check_samples
+from grokviz._store_write import _StoreWriter
+from grokviz.errors import TraceStoreError
+
 _RERUN = "delete it and re-run `grokviz trace` with the same arguments, which recomputes it"
-
-
-# ---------------------------------------------------------------------------------------------
-# atomic files
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write ``path`` atomically: ``write(fh)`` fills a temp file, which is fsynced and renamed."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform (Windows), hence optional.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_parquet(path: Path, frame: pl.DataFrame) -> None:
-    """Write ``frame`` to ``path`` atomically as zstd Parquet."""
-    atomic_write(path, lambda fh: frame.write_parquet(fh, compression="zstd"))
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` to ``path`` atomically as indented JSON."""
-    text = json.dumps(data, indent=1, sort_keys=False).encode()
-    atomic_write(path, lambda fh: fh.write(text))
-
-
-# ---------------------------------------------------------------------------------------------
-# samples
-
-
-def samples_hash(samples: pl.DataFrame) -> str:
-    """A hash of the (sample_id, text) pairs of ``samples``, independent of their order."""
-    pairs = samples.select("sample_id", "text").sort("sample_id")
-    digest = hashlib.sha256()
-    for sid, text in pairs.iter_rows():
-        digest.update(f"{sid}\x1f{text}\x1e".encode())
-    return digest.hexdigest()
-
-
-def check_samples(samples: object) -> pl.DataFrame:
-    """Conform ``samples`` to ``schema.SAMPLES`` and check ids are unique and texts present."""
-    frame = schema.conform(samples, schema.SAMPLES, name="samples")
-    if frame.height == 0:
-        msg = "the samples table is empty: pass at least one sample (columns sample_id, text, ...)"
-        raise EmptyInputError(msg)
-    nulls = frame.filter(pl.col("sample_id").is_null() | pl.col("text").is_null())
-    if nulls.height:
-        msg = f"{nulls.height} sample(s) have a null sample_id or text; drop or fill them first"
-        raise ValueError(msg)
-    dupes = frame.filter(pl.col("sample_id").is_duplicated())["sample_id"].unique().to_list()
-    if dupes:
-        msg = f"sample_id values must be unique; repeated: {sorted(dupes)[:5]}"
-        raise ValueError(msg)
-    return frame
-
-
-def _folder_name(label: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._") or "checkpoint"
-    name, n = base, 1
-    while name in taken or name in {SAMPLES_FILE, MANIFEST}:
-        n += 1
-        name = f"{base}-{n}"
-    return name
-
-
-def part_name(table: str, shard: int) -> str:
-    """File name of the ``table`` part of ``shard``, e.g. ``routing-00003.parquet``."""
-    return f"{table}-{shard:05d}.parquet"
 
 
 # ---------------------------------------------------------------------------------------------
 # the store
 
 
-class TraceStore:
+class TraceStore(_StoreWriter):
     """A trace store on disk: per-checkpoint losses, routing and router weights of a sample set.
 
     Open one with :meth:`TraceStore.open`; :func:`grokviz.trace` creates and fills them.
@@ -484,7 +404,7 @@ class TraceStore:
         array = np.asarray(rows, dtype=np.float32)
         return array.reshape(n_layers, n_experts, -1)
 
-    # -- writing (used by grokviz.trace) --------------------------------------------------
+    # -- opening for writing (grokviz.trace; the writing itself is in _StoreWriter) ---------
 
     @classmethod
     def _prepare(
@@ -527,139 +447,3 @@ class TraceStore:
         if store.manifest["samples_hash"] != digest:
             store._append_samples(samples, shard_size=shard_size)
         return store
-
-    def _check_params(self, params: Mapping[str, Any]) -> None:
-        stored = self.manifest["params"]
-        for key, value in params.items():
-            if stored.get(key) != value:
-                msg = (
-                    f"trace store {str(self.path)!r} was traced with {key}={stored.get(key)!r}, "
-                    f"not {value!r}; traces made with different parameters must not mix. "
-                    f"Pass {key}={stored.get(key)!r} to add to this store, or trace into a new folder."
-                )
-                raise TraceStoreError(msg)
-
-    def _append_samples(self, samples: pl.DataFrame, *, shard_size: int) -> None:
-        stored = self.samples()
-        old = dict(stored.select("sample_id", "text").iter_rows())
-        new = dict(samples.select("sample_id", "text").iter_rows())
-        missing = [sid for sid in old if sid not in new]
-        changed = [sid for sid, text in old.items() if sid in new and new[sid] != text]
-        if missing or changed:
-            what = f"lacks {len(missing)} stored sample(s) (e.g. {missing[:3]})" if missing else ""
-            if changed:
-                what += (" and " if what else "") + (
-                    f"changes the text of {len(changed)} sample(s) (e.g. {changed[:3]})"
-                )
-            msg = (
-                f"trace store {str(self.path)!r} holds a different sample set: the samples given "
-                f"{what}. Trace into a new folder, or pass the stored samples "
-                "(TraceStore.open(path).samples()) plus any new ones."
-            )
-            raise TraceStoreError(msg)
-        added = samples.filter(~pl.col("sample_id").is_in(list(old)))
-        combined = pl.concat([stored, added], how="diagonal_relaxed")
-        start, n = stored.height, combined.height
-        write_parquet(self.path / SAMPLES_FILE, combined)
-        self.manifest["shards"] += [
-            [i, min(i + shard_size, n)] for i in range(start, n, shard_size)
-        ]
-        self.manifest["n_samples"] = n
-        self.manifest["samples_hash"] = samples_hash(combined)
-        self._save()
-
-    def _save(self) -> None:
-        write_json(self.path / MANIFEST, self.manifest)
-
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        """Hold an exclusive lock on the store so two runs never write it at once."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory locks, no protection
-            yield
-            return
-        with open(self.path / ".lock", "a+b") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                msg = f"another process is tracing into {str(self.path)!r}; wait for it or use another folder"
-                raise TraceStoreError(msg) from None
-            for stale in self.path.rglob(f"*{_TMP_SUFFIX}"):
-                stale.unlink(missing_ok=True)  # temp files of a killed run
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def _check_identity(self, identity: Mapping[str, Any]) -> None:
-        """Raise if the store holds traces of other weights under ``identity['label']``."""
-        label = identity["label"]
-        entry = self.manifest["checkpoints"].get(label)
-        if entry is None:
-            return
-        # the weights hash decides; without one (unknown sha), source and revision must agree
-        keys = ("sha",) if entry.get("sha") or identity.get("sha") else ("source", "revision")
-        for key in keys:
-            if entry.get(key) != identity.get(key):
-                msg = (
-                    f"checkpoint {label!r} in trace store {str(self.path)!r} was traced from "
-                    f"weights with {key}={entry.get(key)!r}, but these have {key}="
-                    f"{identity.get(key)!r}; traces of different weights never mix. Give the "
-                    "checkpoint another label or trace into a new folder."
-                )
-                raise TraceStoreError(msg)
-
-    def _begin_checkpoint(
-        self, identity: Mapping[str, Any], info: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Record a checkpoint (or check it matches what is recorded) and return its entry."""
-        self._check_identity(identity)
-        label = identity["label"]
-        entry = self.manifest["checkpoints"].get(label)
-        if entry is None:
-            taken = {e["dir"] for e in self.manifest["checkpoints"].values()}
-            entry = {**identity, "dir": _folder_name(label, taken), "model": dict(info)}
-            entry.update(routers=False, parts=[])
-            (self.path / entry["dir"]).mkdir(exist_ok=True)
-            self.manifest["checkpoints"][label] = entry
-            self._save()
-            return entry
-        if entry.get("model") and dict(info) != entry["model"]:
-            msg = (
-                f"checkpoint {label!r} in {str(self.path)!r}: model shape {dict(info)} differs "
-                f"from the stored {entry['model']}; trace into a new folder"
-            )
-            raise TraceStoreError(msg)
-        (self.path / entry["dir"]).mkdir(exist_ok=True)
-        return entry
-
-    def _missing_parts(self, label: str) -> list[int]:
-        """Shards of ``label`` still to trace; finished parts with missing or corrupt files count."""
-        entry = self.manifest["checkpoints"].get(label)
-        done = set(entry["parts"]) if entry else set()
-        if entry:
-            for shard in sorted(done):
-                for table in TABLES:
-                    try:
-                        self._validate(self.path / entry["dir"] / part_name(table, shard))
-                    except TraceStoreError:
-                        done.discard(shard)
-            if done != set(entry["parts"]):
-                entry["parts"] = sorted(done)
-                self._save()
-        return [s for s in range(len(self.manifest["shards"])) if s not in done]
-
-    def _write_routers(self, label: str, frame: pl.DataFrame) -> None:
-        entry = self.manifest["checkpoints"][label]
-        write_parquet(self.path / entry["dir"] / ROUTERS_FILE, frame)
-        entry["routers"] = True
-        self._save()
-
-    def _write_part(self, label: str, shard: int, frames: Mapping[str, pl.DataFrame]) -> None:
-        entry = self.manifest["checkpoints"][label]
-        for table, table_schema in TABLES.items():
-            frame = frames[table].select(list(table_schema))
-            write_parquet(self.path / entry["dir"] / part_name(table, shard), frame)
-        entry["parts"] = sorted({*entry["parts"], shard})
-        self._save()

@@ -1,317 +1,44 @@
 """The written result of a one-pass toy LM run: grokviz's analysis of it, rendered as Markdown.
 
-:func:`analyze_lm` runs the paper's analysis on a run written by :func:`~grokviz.toy.lm.train_lm`
-and traced by :func:`~grokviz.toy.lm.trace_lm`: test accuracy per domain, when training loss
-settles against when test accuracy rises (:func:`timing_table`), the per-sample memorization and
-generalization onsets, and Table 1 (Pearson / Spearman of pathway distance, consistency, losses
-and routing entropy against test accuracy) under a few choices of checkpoints and pathways.
-:func:`render_lm` turns the numbers into Markdown and :func:`write_lm_report` writes it (the
-shipped ``docs/toy_lm.md``).
+:func:`analyze_lm` (in :mod:`grokviz.toy._lm_analysis`, re-exported here with
+:class:`LMAnalysis` and :func:`timing_table`) runs the paper's analysis on a run written by
+:func:`~grokviz.toy.lm.train_lm` and traced by :func:`~grokviz.toy.lm.trace_lm`: test accuracy
+per domain, when training loss settles against when test accuracy rises, the per-sample
+memorization and generalization onsets, and Table 1 (Pearson / Spearman of pathway distance,
+consistency, losses and routing entropy against test accuracy) under a few choices of checkpoints
+and pathways. :func:`render_lm` turns the numbers into Markdown and :func:`write_lm_report` writes
+it (the shipped ``docs/toy_lm.md``); the Markdown helpers it shares with the first toy's report
+are in :mod:`grokviz.toy._markdown`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
-from grokviz.schema import conform
+# The analysis and the shared helpers moved out; the names stay importable from here.
+from grokviz.toy._curves import _first as _first
+from grokviz.toy._curves import _first_from as _first_from
+from grokviz.toy._curves import _rise_step as _rise_step
+from grokviz.toy._curves import _val_loss as _val_loss
+from grokviz.toy._lm_analysis import LMAnalysis, analyze_lm
+from grokviz.toy._lm_analysis import _onsets as _onsets
+from grokviz.toy._lm_analysis import _routing_shape as _routing_shape
+from grokviz.toy._lm_analysis import timing_table as timing_table
+from grokviz.toy._markdown import (
+    _METRIC_NAMES,
+    _PAPER_SIGN,
+    FINDINGS_MARKER,
+    _corr_md,
+    _fmt,
+    _frame_md,
+    _write_with_findings,
+)
 from grokviz.toy.corpus import DOMAINS
 from grokviz.toy.lm import LMRun
-from grokviz.toy.report import _METRIC_NAMES, _PAPER_SIGN, _first
-
-
-def _first_from(steps: Any, ok: Any) -> int | None:
-    """The first step from which ``ok`` holds at every later step too (None if never)."""
-    import numpy as np
-
-    stays = np.flip(np.cumprod(np.flip(ok.astype(bool)))).astype(bool)
-    hits = np.flatnonzero(stays)
-    return int(steps[hits[0]]) if hits.size else None
-
-
-def timing_table(log: pl.DataFrame, *, loss_tol: float = 0.1) -> pl.DataFrame:
-    """Per domain: when the training documents' loss settles, and when test accuracy rises.
-
-    ``loss_settled_step`` is the first evaluation step from which the mean loss of the tracked
-    training documents stays within ``loss_tol`` of its total drop above its final value;
-    ``test_half_step`` / ``test_90_step`` are the first steps at which test accuracy has covered
-    half / 90% of the way from its first value to its maximum.
-
-    Examples
-    --------
-    >>> log = pl.DataFrame({"step": [0, 0, 10, 10, 20, 20, 30, 30], "domain": "d",
-    ...     "split": ["train", "test"] * 4, "loss": [5.0, 5.0, 1.5, 3.0, 1.0, 2.0, 1.0, 2.0],
-    ...     "accuracy": [0.0, 0.0, 0.5, 0.2, 1.0, 0.6, 1.0, 1.0]})
-    >>> timing_table(log).select("loss_settled_step", "test_half_step", "test_90_step").row(0)
-    (20, 20, 30)
-    """
-    rows = []
-    for (domain,), part in log.sort("step").group_by(["domain"], maintain_order=True):
-        train = part.filter(pl.col("split") == "train").sort("step")
-        test = part.filter(pl.col("split") == "test").sort("step")
-        loss, steps = train["loss"].to_numpy(), train["step"].to_numpy()
-        settled = _first_from(steps, loss - loss[-1] <= loss_tol * (loss[0] - loss[-1]))
-        acc, tsteps = test["accuracy"].to_numpy(), test["step"].to_numpy()
-        gain = acc.max() - acc[0]
-        half = _first(tsteps, acc >= acc[0] + 0.5 * gain) if gain > 0 else None
-        ninety = _first(tsteps, acc >= acc[0] + 0.9 * gain) if gain > 0 else None
-        rows.append(
-            (
-                str(domain),
-                settled,
-                half,
-                ninety,
-                float(acc[0]),
-                float(acc.max()),
-                float(acc[-1]),
-                float(train["accuracy"][-1]),
-            )
-        )
-    return pl.DataFrame(
-        rows,
-        schema={
-            "domain": pl.String(),
-            "loss_settled_step": pl.Int64(),
-            "test_half_step": pl.Int64(),
-            "test_90_step": pl.Int64(),
-            "test_first": pl.Float64(),
-            "test_max": pl.Float64(),
-            "test_last": pl.Float64(),
-            "train_answer_last": pl.Float64(),
-        },
-        orient="row",
-    )
-
-
-@dataclass
-class LMAnalysis:
-    """The numbers behind :func:`write_lm_report`."""
-
-    accuracy: pl.DataFrame
-    """Test accuracy per checkpoint; the task ``"all"`` is named ``"global"``."""
-    timing: pl.DataFrame
-    onsets: pl.DataFrame
-    """Per domain: the paper's per-sample memorization and generalization onsets."""
-    table1: dict[str, pl.DataFrame]
-    """Pearson / Spearman per group and metric, under a few choices of checkpoints."""
-    rise_steps: dict[str, int]
-    """Per group, the checkpoint where its test accuracy's rise begins."""
-    views: dict[str, pl.DataFrame]
-    """Distance and consistency correlations (without step 0) under other pathway choices."""
-    routing: pl.DataFrame
-    """Per checkpoint: how peaked the tracked documents' averaged router distributions are."""
-    metrics: pl.DataFrame
-    memorized_only: bool
-    """False when no training document met the memorization rule and all were analyzed."""
-
-
-def _val_loss(store: Any, samples: pl.DataFrame) -> pl.DataFrame:
-    """Mean traced loss of the validation documents per checkpoint and domain (+ global)."""
-    from grokviz.schema import METRICS
-
-    val = store.losses().join(
-        samples.filter(pl.col("split") == "val").select("sample_id", "domain"), on="sample_id"
-    )
-    per_domain = val.group_by("checkpoint", "step", "domain").agg(pl.col("loss").mean())
-    overall = val.group_by("checkpoint", "step").agg(pl.col("loss").mean())
-    frame = pl.concat(
-        [
-            per_domain.rename({"domain": "group"}),
-            overall.with_columns(group=pl.lit("global")),
-        ],
-        how="diagonal",
-    ).with_columns(metric=pl.lit("val_loss"), value=pl.col("loss"), ci_low=None, ci_high=None)
-    return conform(frame, METRICS, name="metrics").select(list(METRICS))
-
-
-def _onsets(lm: LMRun, store: Any) -> pl.DataFrame:
-    import warnings
-
-    from grokviz.metrics import generalization_onsets, memorization_onsets
-
-    last = int(store.losses()["step"].max())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the eps search warns when no grid value hits 20-25%
-        mem = memorization_onsets(store.losses(), lm.samples)
-    gen = generalization_onsets(lm.sample_accuracy, lm.samples)
-    early = (pl.col("onset_step") < last).fill_null(False)  # never memorized: not early
-    return (
-        mem.group_by("domain")
-        .agg(
-            pl.col("eps").first(),
-            early.sum().alias("memorized_docs"),
-            early.mean().alias("memorized_before_T"),
-            pl.col("onset_step").filter(early).median().alias("median_memorization_step"),
-        )
-        .join(
-            gen.group_by("domain").agg(
-                early.mean().alias("generalized_before_T"),
-                pl.col("onset_step").filter(early).median().alias("median_generalization_step"),
-            ),
-            on="domain",
-        )
-        .sort("domain")
-    )
-
-
-def _routing_shape(store: Any, *, tau: float = 0.7) -> pl.DataFrame:
-    """Per checkpoint, over the tracked training documents: the mean largest weight of their
-    token-averaged router distributions, the mean pathway length per layer, the mean largest
-    weight of single tokens (documents with per-token traces only) and the mean norm of the
-    router rows."""
-    import numpy as np
-
-    rows = []
-    train = store.samples().filter(pl.col("split") == "train")["sample_id"]
-    tokens = (
-        store.token_routing()
-        .filter(pl.col("sample_id").is_in(train.implode()))
-        .group_by("step")
-        .agg(pl.col("weights").list.first().mean().alias("token_largest_weight"))
-    )
-    for label, step in store.checkpoints().select("checkpoint", "step").iter_rows():
-        weights, _ = store.routing_array(label, sample_ids=train.to_list())
-        ranked = -np.sort(-np.asarray(weights), axis=-1)  # [N, L, K], largest first
-        length = (np.cumsum(ranked, axis=-1) < tau).sum(axis=-1) + 1  # experts to pass tau
-        norm = np.linalg.norm(np.asarray(store.router_array(label)), axis=-1).mean()
-        rows.append((step, float(ranked[..., 0].mean()), float(length.mean()), float(norm)))
-    names = ["step", "largest_weight", f"pathway_length_tau{tau}", "router_row_norm"]
-    frame = pl.DataFrame(rows, schema=names, orient="row")
-    frame = frame.join(tokens.with_columns(pl.col("step").cast(pl.Int64)), on="step", how="left")
-    return frame.select(*names[:3], "token_largest_weight", names[3]).sort("step")
-
-
-def _rise_step(accuracy: pl.DataFrame, *, fraction: float = 0.25) -> int:
-    """The last checkpoint before the maximum whose accuracy is still below
-    ``first + fraction * (max - first)``: where the sustained rise begins."""
-    part = accuracy.sort("step")
-    acc, steps = part["accuracy"].to_list(), part["step"].to_list()
-    peak = max(range(len(acc)), key=acc.__getitem__)
-    level = acc[0] + fraction * (acc[peak] - acc[0])
-    below = [steps[i] for i in range(peak + 1) if acc[i] < level]
-    return int(below[-1]) if below else int(steps[0])
-
-
-def analyze_lm(run: str | Path, *, store: str | Path | None = None) -> LMAnalysis:
-    """Run grokviz's analysis on a traced one-pass run (see :func:`write_lm_report`).
-
-    Examples
-    --------
-    >>> result = analyze_lm("/tmp/lmtoy")  # doctest: +SKIP
-    >>> result.table1["all checkpoints"].filter(metric="distance")  # doctest: +SKIP
-    """
-    import warnings
-
-    from grokviz.errors import EmptyInputError
-    from grokviz.metrics import analyze, correlate
-    from grokviz.store import TraceStore
-
-    lm = LMRun.load(run)
-    st = TraceStore.open(Path(store) if store is not None else lm.out / "trace")
-    accuracy = lm.accuracy.with_columns(
-        task=pl.when(pl.col("task") == "all").then(pl.lit("global")).otherwise(pl.col("task"))
-    )
-    memorized_only = True
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # eps search, as in _onsets
-        kwargs: dict[str, Any] = {"tau": 0.7, "groups": ("global", "domain"), "n_boot": 0}
-        try:
-            base = analyze(st, accuracy=accuracy, progress=False, **kwargs)
-        except EmptyInputError:  # nothing memorized (a short run): use every tracked document
-            memorized_only = False
-            base = analyze(st, accuracy=accuracy, memorized_only=False, progress=False, **kwargs)
-    metrics = pl.concat([base, _val_loss(st, lm.samples)], how="vertical_relaxed")
-    steps = sorted(accuracy["step"].unique().to_list())
-    groups = [*DOMAINS, "global"]
-    rise = {g: _rise_step(accuracy.filter(pl.col("task") == g)) for g in groups}
-    choices = {
-        "all checkpoints": dict.fromkeys(groups, steps[0]),
-        "without step 0": dict.fromkeys(groups, steps[min(1, len(steps) - 1)]),
-        "from the start of each group's rise": rise,
-    }
-    table1 = {}
-    for name, from_steps in choices.items():
-        parts = [
-            correlate(metrics.filter(pl.col("group") == g), accuracy, from_step=s)
-            for g, s in from_steps.items()
-        ]
-        table1[name] = (
-            pl.concat(parts)
-            .filter(
-                (pl.col("task") == pl.col("group")) & pl.col("metric").is_in(list(_METRIC_NAMES))
-            )
-            .select("group", "metric", "pearson_r", "spearman_r", "n")
-            .sort("group", "metric")
-        )
-    views = {}
-    view_specs: dict[str, dict[str, Any]] = {
-        "tau = 0.5": {"tau": 0.5},
-        "tau = 0.8": {"tau": 0.8},
-        "top-2 experts": {"top_k": 2},
-        "all tracked training documents": {"memorized_only": False},
-    }
-    for name, spec in view_specs.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            spec = {"tau": 0.7, "memorized_only": memorized_only, **spec}
-            m = analyze(st, groups=("global", "domain"), n_boot=0, progress=False, **spec)
-        views[name] = (
-            correlate(m, accuracy, from_step=choices["without step 0"]["global"])
-            .filter(
-                (pl.col("task") == pl.col("group"))
-                & pl.col("metric").is_in(["distance", "consistency"])
-            )
-            .select("group", "metric", "pearson_r", "spearman_r", "n")
-        )
-    return LMAnalysis(
-        accuracy=accuracy,
-        timing=timing_table(lm.log),
-        onsets=_onsets(lm, st),
-        table1=table1,
-        rise_steps=rise,
-        views=views,
-        routing=_routing_shape(st),
-        metrics=metrics,
-        memorized_only=memorized_only,
-    )
-
-
-def _fmt(value: Any, spec: str = "+.2f") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return format(value, spec)
-
-
-def _frame_md(frame: pl.DataFrame, spec: str = ".2f") -> str:
-    lines = ["| " + " | ".join(frame.columns) + " |", "|---" * frame.width + "|"]
-    for row in frame.iter_rows():
-        cells = [
-            _fmt(v, spec) if isinstance(v, float) else "–" if v is None else str(v) for v in row
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _corr_md(table: pl.DataFrame, groups: list[str]) -> str:
-    names = list(_METRIC_NAMES)
-    lines = [
-        "| group | " + " | ".join(f"{_METRIC_NAMES[m]} (P / S)" for m in names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
-    for group in groups:
-        cells = []
-        for metric in names:
-            row = table.filter((pl.col("group") == group) & (pl.col("metric") == metric))
-            cells.append(
-                f"{_fmt(row['pearson_r'][0])} / {_fmt(row['spearman_r'][0])}" if row.height else "–"
-            )
-        lines.append(f"| {group} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _agreement(table: pl.DataFrame, groups: list[str]) -> list[str]:
@@ -584,10 +311,6 @@ def render_lm(analysis: LMAnalysis, lm: LMRun) -> str:
     return "\n".join(parts)
 
 
-FINDINGS_MARKER = "<!-- findings -->"
-"""Where :func:`write_lm_report` keeps a hand-written discussion when it regenerates the numbers."""
-
-
 def write_lm_report(
     run: str | Path, path: str | Path = "docs/toy_lm.md", *, store: str | Path | None = None
 ) -> Path:
@@ -605,13 +328,4 @@ def write_lm_report(
     """
     lm = LMRun.load(run)
     text = render_lm(analyze_lm(run, store=store), lm)
-    out = Path(path)
-    if out.is_file() and FINDINGS_MARKER in (old := out.read_text()):
-        # keep the discussion below the marker, so regenerating the numbers does not drop it
-        kept = old.split(FINDINGS_MARKER, 1)[1].strip()
-        text = text.replace(
-            FINDINGS_MARKER, f"{FINDINGS_MARKER}\n\n{kept}\n" if kept else FINDINGS_MARKER
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return out
+    return _write_with_findings(Path(path), text, end="\n")

@@ -1,7 +1,8 @@
-"""Trace a toy run and write its result: the paper's Table 1 and each group's grokking delay.
+"""The written result of a traced toy run: the paper's Table 1 and each group's grokking delay.
 
-:func:`trace_run` traces every checkpoint of a run over its samples into a trace store;
-:func:`write_report` runs grokviz's analysis on that store and writes ``docs/toy_results.md``:
+:func:`trace_run` (from :mod:`grokviz.toy._tracing`, re-exported here) traces every checkpoint of
+a run over its samples into a trace store; :func:`write_report` runs grokviz's analysis on that
+store and writes ``docs/toy_results.md``:
 
 - the memorization-to-generalization delay of each operation, from the dense training log and
   from the paper's per-sample onsets;
@@ -12,6 +13,8 @@
   agrees with the paper and where it does not.
 
 Every number in the report is computed here; the prose around them is chosen by the numbers.
+The Markdown helpers shared with the LM report are in :mod:`grokviz.toy._markdown`, the curve
+readings (rise step, validation loss) in :mod:`grokviz.toy._curves`.
 """
 
 from __future__ import annotations
@@ -21,126 +24,30 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from grokviz.schema import METRICS, SAMPLES, conform
+from grokviz.schema import METRICS, conform
+
+# Moved to the modules both toy reports share; the names stay importable from here.
+from grokviz.toy._curves import _first, _rise_step, _val_loss
+from grokviz.toy._markdown import (
+    _METRIC_NAMES,
+    _PAPER_SIGN,
+    FINDINGS_MARKER,
+    _corr_md,
+    _fmt,
+    _frame_md,
+    _write_with_findings,
+)
+from grokviz.toy._tracing import TracedRun as TracedRun
+from grokviz.toy._tracing import trace_checkpoints as trace_checkpoints
+from grokviz.toy._tracing import trace_run as trace_run
 from grokviz.toy.train import ToyRun
 
-_PAPER_SIGN = {"distance": -1, "consistency": +1}
-_METRIC_NAMES = {
-    "distance": "avg pathway distance",
-    "consistency": "pathway consistency",
-    "loss": "training loss",
-    "val_loss": "validation loss",
-    "entropy": "routing entropy",
-}
-
-
-class TracedRun(Protocol):
-    """A run :func:`trace_checkpoints` traces: ``ToyRun`` or ``LMRun``."""
-
-    @property
-    def out(self) -> Path: ...
-    @property
-    def samples(self) -> pl.DataFrame: ...
-    @property
-    def checkpoints(self) -> list[Path]: ...
-
-
-def trace_run(
-    run: str | Path,
-    *,
-    store: str | Path | None = None,
-    token_samples: int = 2,
-    batch_size: int = 512,
-    progress: bool = True,
-) -> Path:
-    """Trace every checkpoint of a toy run over all its samples into a trace store.
-
-    Parameters
-    ----------
-    run
-        A run folder written by :func:`grokviz.toy.train.train`.
-    store
-        The trace store folder (default ``<run>/trace``); resumable.
-    token_samples
-        Per operation and split, this many samples keep their per-token routing.
-    batch_size
-        Samples per forward pass.
-    progress
-        Show a progress bar.
-
-    Returns
-    -------
-    Path
-        The store folder.
-
-    Examples
-    --------
-    >>> trace_run("data/samples/toy")  # doctest: +SKIP
-    PosixPath('data/samples/toy/trace')
-    """
-    return trace_checkpoints(
-        ToyRun.load(run),
-        store=store,
-        token_samples=token_samples,
-        batch_size=batch_size,
-        max_length=16,
-        progress=progress,
-    )
-
-
-def trace_checkpoints(
-    run: TracedRun,
-    *,
-    max_length: int,
-    store: str | Path | None = None,
-    token_samples: int = 2,
-    batch_size: int = 512,
-    progress: bool = True,
-) -> Path:
-    """Trace every checkpoint of an opened run over its samples (``schema.SAMPLES`` columns).
-
-    The first ``token_samples`` samples of each domain and split keep their per-token routing;
-    ``max_length`` is the tokenizer's truncation length, at least the longest sample. The other
-    arguments are those of :func:`trace_run`, which calls this for a toy run
-    (:func:`grokviz.toy.lm.trace_lm` for a one-pass LM run).
-
-    Examples
-    --------
-    >>> trace_checkpoints(ToyRun.load("data/samples/toy"), max_length=16)  # doctest: +SKIP
-    PosixPath('data/samples/toy/trace')
-    """
-    from grokviz.trace import trace
-
-    target = Path(store) if store is not None else run.out / "trace"
-    samples = conform(run.samples.select(list(SAMPLES)), SAMPLES, name="samples")
-    select = (
-        samples.group_by("domain", "split", maintain_order=True)
-        .head(token_samples)["sample_id"]
-        .to_list()
-    )
-    trace(
-        [str(c) for c in run.checkpoints],
-        samples,
-        target,
-        select=select,
-        batch_size=batch_size,
-        max_length=max_length,
-        progress=progress,
-    )
-    return target
-
-
 # --- delays ------------------------------------------------------------------------------------
-
-
-def _first(steps: np.ndarray, ok: np.ndarray) -> int | None:
-    hits = np.flatnonzero(ok)
-    return int(steps[hits[0]]) if hits.size else None
 
 
 def log_delays(
@@ -226,20 +133,6 @@ def sample_delays(toy: ToyRun, store: Any) -> pl.DataFrame | None:
 # --- correlations ------------------------------------------------------------------------------
 
 
-def _val_loss(store: Any, samples: pl.DataFrame) -> pl.DataFrame:
-    """Mean traced loss of each domain's validation samples per checkpoint, as metrics rows."""
-    val = samples.filter(pl.col("split") == "val").select("sample_id", "domain")
-    frame = (
-        store.losses()
-        .join(val, on="sample_id")
-        .group_by("checkpoint", "step", "domain")
-        .agg(pl.col("loss").mean().alias("value"))
-        .rename({"domain": "group"})
-        .with_columns(metric=pl.lit("val_loss"), ci_low=None, ci_high=None)
-    )
-    return conform(frame, METRICS, name="metrics").select(list(METRICS))
-
-
 def _table(corr: pl.DataFrame, groups: Sequence[str], metrics: Sequence[str]) -> pl.DataFrame:
     """Pearson / Spearman of each metric with the group's own test accuracy."""
     rows = corr.filter(
@@ -248,27 +141,6 @@ def _table(corr: pl.DataFrame, groups: Sequence[str], metrics: Sequence[str]) ->
         & pl.col("metric").is_in(list(metrics))
     )
     return rows.select("group", "metric", "pearson_r", "spearman_r", "n").sort("group", "metric")
-
-
-def _fmt(value: Any, spec: str = "+.2f") -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    return format(value, spec)
-
-
-def _markdown_table(table: pl.DataFrame, groups: Sequence[str], metrics: Sequence[str]) -> str:
-    head = "| group | " + " | ".join(f"{_METRIC_NAMES.get(m, m)} (P / S)" for m in metrics) + " |"
-    lines = [head, "|---" * (len(metrics) + 1) + "|"]
-    for group in groups:
-        cells = []
-        for metric in metrics:
-            row = table.filter((pl.col("group") == group) & (pl.col("metric") == metric))
-            if row.height:
-                cells.append(f"{_fmt(row['pearson_r'][0])} / {_fmt(row['spearman_r'][0])}")
-            else:
-                cells.append("–")
-        lines.append(f"| {group} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 @dataclass
@@ -284,19 +156,6 @@ class ToyAnalysis:
     accuracy: pl.DataFrame
     log: pl.DataFrame
     metrics: pl.DataFrame
-
-
-def _rise_step(accuracy: pl.DataFrame, task: str, *, fraction: float = 0.25) -> int:
-    """Where test accuracy's sustained rise begins (the paper correlates from there on).
-
-    The last checkpoint, before the maximum, whose accuracy is still below
-    ``first + fraction * (max - first)``.
-    """
-    part = accuracy.filter(pl.col("task") == task).sort("step")
-    acc, steps = part["accuracy"].to_numpy(), part["step"].to_numpy()
-    peak = int(np.argmax(acc))
-    below = np.flatnonzero(acc[: peak + 1] < acc[0] + fraction * (acc[peak] - acc[0]))
-    return int(steps[below[-1]]) if below.size else int(steps[0])
 
 
 def _from_rise(
@@ -425,23 +284,6 @@ def _accuracy_table(analysis: ToyAnalysis, groups: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        if not np.isfinite(value):
-            return "–"
-        return str(int(value)) if value.is_integer() and abs(value) >= 1 else f"{value:.2f}"
-    return str(value)
-
-
-def _frame_md(frame: pl.DataFrame) -> str:
-    cols = frame.columns
-    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join(lines)
-
-
 def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
     """The Markdown text of the report."""
     cfg = toy.config
@@ -488,7 +330,7 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
         "first step test accuracy reaches 0.9 (generalized), the delay, "
         "and the test accuracy at the moment of memorization:",
         "",
-        _frame_md(analysis.delays),
+        _frame_md(analysis.delays, int_floats=True),
         "",
     ]
     if analysis.sample_delays is not None:
@@ -498,7 +340,7 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
             "generalizes when it stays correct, > 0.8 with at most one error; groups paired by "
             "MiniLM similarity and the Hungarian algorithm where available):",
             "",
-            _frame_md(analysis.sample_delays),
+            _frame_md(analysis.sample_delays, int_floats=True),
             "",
         ]
     parts += [
@@ -510,7 +352,7 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
         "Validation loss: mean traced loss of the group's validation samples. Routing entropy (the "
         "paper's control): mean entropy of the samples' averaged router distributions.",
         "",
-        _markdown_table(analysis.table1, groups, names),
+        _corr_md(analysis.table1, groups, names),
         "",
         *_agreement(analysis.table1, groups),
         "",
@@ -519,7 +361,7 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
         + ", ".join(f"{g}: {s}" for g, s in analysis.rise_steps.items())
         + ":",
         "",
-        _markdown_table(analysis.table1_rise, groups, names),
+        _corr_md(analysis.table1_rise, groups, names),
         "",
         *_agreement(analysis.table1_rise, groups),
         "",
@@ -532,12 +374,9 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
     ]
     for name, table in analysis.views.items():
         metrics = sorted(table["metric"].unique().to_list())
-        parts += [f"### {name}", "", _markdown_table(table, groups, metrics), ""]
+        parts += [f"### {name}", "", _corr_md(table, groups, metrics), ""]
     parts += [FINDINGS_MARKER, ""]
     return "\n".join(parts)
-
-
-FINDINGS_MARKER = "<!-- findings -->"
 
 
 def write_report(
@@ -558,15 +397,6 @@ def write_report(
     >>> write_report("data/samples/toy", out="docs/toy_results.md")  # doctest: +SKIP
     PosixPath('docs/toy_results.md')
     """
-    path = Path(out)
     toy = ToyRun.load(run)
     text = render(analyze_run(run, store=store), toy)
-    if findings is None and path.is_file():
-        old = path.read_text()
-        if FINDINGS_MARKER in old:
-            findings = old.split(FINDINGS_MARKER, 1)[1].strip()
-    if findings:
-        text = text.replace(FINDINGS_MARKER, f"{FINDINGS_MARKER}\n\n{findings}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+    return _write_with_findings(Path(out), text, findings=findings)
