@@ -1,0 +1,146 @@
+"""What does one step of the shipped toy run cost, and does the run fit in 10 minutes?
+
+Baseline: one AdamW step of the shipped config (``ToyConfig()``: batch 512, hidden 64, 4 layers
+x 8 experts) on one thread with transformers' per-expert loop (``experts_implementation="eager"``).
+Measured against it, in the same process and interleaved round by round so that a noisy machine
+hits every variant alike:
+
+- ``grouped_mm``: the experts kernel the trainer uses, one thread;
+- ``grouped_mm, 2 threads``: what ``python -m grokviz.toy train`` runs;
+- ``grouped_mm, 2 threads, batch 256``: half the batch (probed as a faster run; see
+  docs/toy_results.md for why it was not shipped).
+
+Every step runs under the trainer's deterministic mode. Also times one evaluation of all
+equations (what the trainer does every ``eval_every`` steps) and prints the compute the shipped
+run needs, steps x step time + evaluations x evaluation time, against the 10-minute target.
+Run::
+
+    python benchmarks/toy_training.py            # about a minute on 2 cores
+    python benchmarks/toy_training.py --rounds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from grokviz.toy._loop import deterministic, score
+from grokviz.toy.model import olmoe_config
+from grokviz.toy.tasks import encode, make_samples, vocabulary
+from grokviz.toy.train import ToyConfig, _objective, _score_equations
+
+TARGET_S = 600.0
+
+
+def _data(config: ToyConfig) -> tuple[Any, Any]:
+    samples = make_samples(
+        p=config.p,
+        operations=config.operations,
+        train_fraction=dict(zip(config.operations, config.train_fraction, strict=True)),
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    ids = encode(samples, p=config.p, operations=config.operations)
+    return ids, ids[(samples["split"] == "train").to_torch()]
+
+
+def _stepper(
+    config: ToyConfig, train_ids: Any, *, kernel: str, batch_size: int
+) -> Callable[[], None]:
+    """A closure that runs one training step of a fresh model built like the trainer's."""
+    from transformers import AutoModelForCausalLM
+
+    model_config = olmoe_config(
+        config.model, vocab_size=len(vocabulary(p=config.p, operations=config.operations))
+    )
+    torch.manual_seed(config.seed)
+    model = AutoModelForCausalLM.from_config(
+        model_config, attn_implementation="sdpa", experts_implementation=kernel
+    ).train()
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=config.betas
+    )
+    gen = torch.Generator().manual_seed(config.seed)
+
+    def step() -> None:
+        batch = train_ids[torch.randint(0, len(train_ids), (batch_size,), generator=gen)]
+        loss = _objective(model(input_ids=batch[:, :-1]).logits, batch, config.prompt_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _time(fn: Callable[[], object], *, threads: int, n: int) -> float:
+    """Mean seconds per call of ``fn`` over ``n`` calls with ``threads`` intra-op threads."""
+    with deterministic(threads):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - start) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median taken)")
+    parser.add_argument("--steps", type=int, default=20, help="steps per variant per round")
+    args = parser.parse_args()
+
+    config = ToyConfig()
+    ids, train_ids = _data(config)
+    variants = {
+        "eager loop, 1 thread (baseline)": (1, "eager", config.batch_size),
+        "grouped_mm, 1 thread": (1, "grouped_mm", config.batch_size),
+        "grouped_mm, 2 threads (shipped)": (2, "grouped_mm", config.batch_size),
+        "grouped_mm, 2 threads, batch 256": (2, "grouped_mm", 256),
+    }
+    steppers = {
+        name: _stepper(config, train_ids, kernel=kernel, batch_size=batch)
+        for name, (_, kernel, batch) in variants.items()
+    }
+    for name, (threads, _, _) in variants.items():  # warm-up
+        _time(steppers[name], threads=threads, n=3)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, (threads, _, _) in variants.items():
+            times[name].append(_time(steppers[name], threads=threads, n=args.steps))
+
+    base = statistics.median(times["eager loop, 1 thread (baseline)"])
+    print(
+        f"toy training step, shipped config (batch {config.batch_size}), median of "
+        f"{args.rounds} rounds x {args.steps} steps:"
+    )
+    for name in variants:
+        t = statistics.median(times[name])
+        print(f"  {name:36s} {t * 1e3:7.1f} ms/step   speed-up vs baseline {base / t:5.2f}x")
+
+    from transformers import AutoModelForCausalLM
+
+    model_config = olmoe_config(
+        config.model, vocab_size=len(vocabulary(p=config.p, operations=config.operations))
+    )
+    shadow = AutoModelForCausalLM.from_config(
+        model_config, attn_implementation="sdpa", experts_implementation="grouped_mm"
+    )
+    evaluation = _time(
+        lambda: score(shadow, ids, _score_equations, batch_size=4096), threads=2, n=10
+    )
+    shipped = statistics.median(times["grouped_mm, 2 threads (shipped)"])
+    n_evals = len(set(range(0, config.steps + 1, config.eval_every)) | set(config.schedule()))
+    compute = config.steps * shipped + n_evals * evaluation
+    print(f"  one evaluation of all {len(ids)} equations: {evaluation:.3f} s")
+    print(
+        f"shipped run compute: {config.steps} steps x {shipped * 1e3:.1f} ms + {n_evals} "
+        f"evaluations x {evaluation:.2f} s = {compute:.0f} s; "
+        f"ratio to the {TARGET_S:.0f} s target: {compute / TARGET_S:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
