@@ -31,21 +31,15 @@ import torch
 
 from grokviz.toy._loop import deterministic, score
 from grokviz.toy.model import olmoe_config
-from grokviz.toy.tasks import encode, make_samples, vocabulary
-from grokviz.toy.train import ToyConfig, _objective, _score_equations
+from grokviz.toy.tasks import vocabulary
+from grokviz.toy.train import ToyConfig, _objective, _score_equations, config_samples
 
 TARGET_S = 600.0
 
 
 def _data(config: ToyConfig) -> tuple[Any, Any]:
-    samples = make_samples(
-        p=config.p,
-        operations=config.operations,
-        train_fraction=dict(zip(config.operations, config.train_fraction, strict=True)),
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-    )
-    ids = encode(samples, p=config.p, operations=config.operations)
+    """All encoded equations and the training ones."""
+    samples, ids = config_samples(config)
     return ids, ids[(samples["split"] == "train").to_torch()]
 
 

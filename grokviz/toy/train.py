@@ -158,6 +158,26 @@ class ToyRun(Run):
         return ToyConfig.from_json(data)
 
 
+def config_samples(config: ToyConfig) -> tuple[Any, Any]:
+    """The samples frame of ``config`` and its encoded equations, one row each: what
+    :func:`train` trains and evaluates on.
+
+    Examples
+    --------
+    >>> samples, ids = config_samples(PRESETS["tiny"])
+    >>> samples.height == ids.shape[0] == 2 * 7 * 7
+    True
+    """
+    samples = make_samples(
+        p=config.p,
+        operations=config.operations,
+        train_fraction=dict(zip(config.operations, config.train_fraction, strict=True)),
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    return samples, encode(samples, p=config.p, operations=config.operations)
+
+
 def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRun:
     """Train the toy run ``config`` and write its checkpoints and tables under ``out``.
 
@@ -182,15 +202,8 @@ def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRu
     """
     import torch
 
-    samples = make_samples(
-        p=config.p,
-        operations=config.operations,
-        train_fraction=dict(zip(config.operations, config.train_fraction, strict=True)),
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-    )
+    samples, ids = config_samples(config)
     vocab = vocabulary(p=config.p, operations=config.operations)
-    ids = encode(samples, p=config.p, operations=config.operations)
     train_ids = ids[(samples["split"] == "train").to_torch()]
     gen = torch.Generator().manual_seed(config.seed)
 
