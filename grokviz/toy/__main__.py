@@ -6,9 +6,9 @@ python -m grokviz.toy trace --run runs/toy            # routing + losses -> runs
 python -m grokviz.toy report --run runs/toy --out docs/toy_results.md
 python -m grokviz.toy lm --out /tmp/lmtoy --report docs/toy_lm.md   # one-pass toy LM
 
-``trace`` and ``report`` work on both kinds of run folder: they read ``run.json``'s ``"kind"``
-and hand a one-pass LM run (written by ``lm``) to :func:`~grokviz.toy.lm.trace_lm` /
-:func:`~grokviz.toy.lm_report.write_lm_report`, any other run to the first toy's tracer and report.
+``trace`` and ``report`` work on both kinds of run folder: :func:`~grokviz.toy.report.trace_run`
+opens a run by ``run.json``'s ``"kind"``, and ``report`` hands a one-pass LM run (written by
+``lm``) to :func:`~grokviz.toy.lm_report.write_lm_report`, any other run to the first toy's report.
 """
 
 from __future__ import annotations
@@ -111,37 +111,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_kind(folder: Path) -> str:
-    """``"lm"`` for a run written by ``lm``, else ``"toy"``.
-
-    A folder without ``run.json`` counts as ``"toy"``, so the first toy's loader gives its error.
-    """
-    import json
-
-    from grokviz.toy.lm import RUN_KIND
-
-    meta_path = folder / "run.json"
-    if meta_path.is_file() and json.loads(meta_path.read_text()).get("kind") == RUN_KIND:
-        return "lm"
-    return "toy"
-
-
 def _trace(args: argparse.Namespace) -> int:
-    options = {"store": args.store, "token_samples": args.token_samples, "progress": not args.quiet}
-    if _run_kind(args.run) == "lm":
-        from grokviz.toy.lm import trace_lm
+    from grokviz.toy.report import trace_run
 
-        store = trace_lm(args.run, **options)
-    else:
-        from grokviz.toy.report import trace_run
-
-        store = trace_run(args.run, **options)
+    store = trace_run(
+        args.run, store=args.store, token_samples=args.token_samples, progress=not args.quiet
+    )
     print(f"traced into {store}")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    kind = _run_kind(args.run)
+    from grokviz.toy._loop import run_kind
+
+    kind = run_kind(args.run)
     out = args.out if args.out is not None else _DEFAULT_REPORT[kind]
     if kind == "lm":
         from grokviz.toy.lm_report import write_lm_report

@@ -63,6 +63,23 @@ class JsonConfig:
 _R = TypeVar("_R", bound="Run")
 
 
+def run_kind(folder: str | Path) -> str:
+    """``run.json``'s ``"kind"`` in the run folder ``folder``: ``"toy"`` or ``"lm"``.
+
+    A folder without ``run.json``, or one written before runs recorded their kind, counts as
+    ``"toy"`` (whose loader then says what is missing).
+
+    Examples
+    --------
+    >>> run_kind("data/samples/toy")  # doctest: +SKIP
+    'toy'
+    """
+    meta_path = Path(folder) / "run.json"
+    if not meta_path.is_file():
+        return "toy"
+    return str(json.loads(meta_path.read_text()).get("kind", "toy"))
+
+
 @dataclass
 class Run:
     """A run folder written by :func:`train_on_schedule`, opened: its config and tables.
@@ -82,6 +99,8 @@ class Run:
 
     kind: ClassVar[str] = ""
     command: ClassVar[str] = ""
+    max_length: ClassVar[int] = 0
+    """Tokens of the longest sample: the tokenizer's truncation length when tracing the run."""
 
     @classmethod
     def config_from_json(cls, data: dict[str, Any]) -> Any:
@@ -107,7 +126,7 @@ class Run:
             msg = f"{folder} holds no run (no run.json); create one with `{cls.command} --out {folder}`"
             raise FileNotFoundError(msg)
         meta = json.loads(meta_path.read_text())
-        found = meta.get("kind", "toy")
+        found = run_kind(folder)
         if found != cls.kind:
             msg = (
                 f"{folder} holds a run of kind {found!r}, not {cls.kind!r}; open it with the "

@@ -1,8 +1,9 @@
 """Trace a toy run's checkpoints over its samples into a trace store.
 
-:func:`trace_run` traces a run of the modular-arithmetic toy (:mod:`grokviz.toy.train`);
-:func:`trace_checkpoints` traces any opened run, and :func:`grokviz.toy.lm.trace_lm` uses it for
-a one-pass LM run. Both keep per-token routing for a few samples of each domain and split. The
+:func:`trace_run` traces a run folder of either kind: the modular-arithmetic toy
+(:mod:`grokviz.toy.train`) or a one-pass LM run (:mod:`grokviz.toy.lm`), opened by
+:func:`open_run` from ``run.json``'s kind; :func:`trace_checkpoints` traces an opened run. Both
+keep per-token routing for a few samples of each domain and split. The
 reports (:mod:`grokviz.toy.report`, :mod:`grokviz.toy.lm_report`) read the store this writes.
 """
 
@@ -14,7 +15,7 @@ from typing import Protocol
 import polars as pl
 
 from grokviz.schema import SAMPLES, conform
-from grokviz.toy.train import ToyRun
+from grokviz.toy._loop import Run, run_kind
 
 
 class TracedRun(Protocol):
@@ -26,6 +27,27 @@ class TracedRun(Protocol):
     def samples(self) -> pl.DataFrame: ...
     @property
     def checkpoints(self) -> list[Path]: ...
+    @property
+    def max_length(self) -> int: ...
+
+
+def open_run(folder: str | Path) -> Run:
+    """Open the run folder ``folder`` with the loader of its kind (``ToyRun`` or ``LMRun``).
+
+    Examples
+    --------
+    >>> open_run("data/samples/toy").kind  # doctest: +SKIP
+    'toy'
+    """
+    from grokviz.toy.lm import LMRun
+    from grokviz.toy.train import ToyRun
+
+    kind = run_kind(folder)
+    loaders: dict[str, type[Run]] = {ToyRun.kind: ToyRun, LMRun.kind: LMRun}
+    if kind not in loaders:
+        msg = f"{folder} holds a run of unknown kind {kind!r}; grokviz.toy opens {sorted(loaders)}"
+        raise ValueError(msg)
+    return loaders[kind].load(folder)
 
 
 def trace_run(
@@ -41,11 +63,12 @@ def trace_run(
     Parameters
     ----------
     run
-        A run folder written by :func:`grokviz.toy.train.train`.
+        A run folder written by :func:`grokviz.toy.train.train` or
+        :func:`grokviz.toy.lm.train_lm`.
     store
         The trace store folder (default ``<run>/trace``); resumable.
     token_samples
-        Per operation and split, this many samples keep their per-token routing.
+        Per domain (operation) and split, this many samples keep their per-token routing.
     batch_size
         Samples per forward pass.
     progress
@@ -62,11 +85,10 @@ def trace_run(
     PosixPath('data/samples/toy/trace')
     """
     return trace_checkpoints(
-        ToyRun.load(run),
+        open_run(run),
         store=store,
         token_samples=token_samples,
         batch_size=batch_size,
-        max_length=16,
         progress=progress,
     )
 
@@ -74,7 +96,6 @@ def trace_run(
 def trace_checkpoints(
     run: TracedRun,
     *,
-    max_length: int,
     store: str | Path | None = None,
     token_samples: int = 2,
     batch_size: int = 512,
@@ -83,13 +104,12 @@ def trace_checkpoints(
     """Trace every checkpoint of an opened run over its samples (``schema.SAMPLES`` columns).
 
     The first ``token_samples`` samples of each domain and split keep their per-token routing;
-    ``max_length`` is the tokenizer's truncation length, at least the longest sample. The other
-    arguments are those of :func:`trace_run`, which calls this for a toy run
-    (:func:`grokviz.toy.lm.trace_lm` for a one-pass LM run).
+    the tokenizer truncates at ``run.max_length``, the run's longest sample. The other arguments
+    are those of :func:`trace_run`, which opens a run folder and calls this.
 
     Examples
     --------
-    >>> trace_checkpoints(ToyRun.load("data/samples/toy"), max_length=16)  # doctest: +SKIP
+    >>> trace_checkpoints(open_run("data/samples/toy"))  # doctest: +SKIP
     PosixPath('data/samples/toy/trace')
     """
     from grokviz.trace import trace
@@ -107,7 +127,7 @@ def trace_checkpoints(
         target,
         select=select,
         batch_size=batch_size,
-        max_length=max_length,
+        max_length=run.max_length,
         progress=progress,
     )
     return target

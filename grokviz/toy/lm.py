@@ -190,6 +190,7 @@ class LMRun(Run):
     config: LMConfig
     kind: ClassVar[str] = RUN_KIND
     command: ClassVar[str] = "python -m grokviz.toy lm"
+    max_length: ClassVar[int] = MAX_TOKENS
 
     @classmethod
     def config_from_json(cls, data: dict[str, Any]) -> LMConfig:
@@ -295,47 +296,15 @@ def train_lm(config: LMConfig, out: str | Path, *, progress: bool = True) -> LMR
     )
 
 
-def trace_lm(
-    run: str | Path,
-    *,
-    store: str | Path | None = None,
-    token_samples: int = 2,
-    batch_size: int = 512,
-    progress: bool = True,
-) -> Path:
-    """Trace every checkpoint of a one-pass run over all its samples into a trace store.
-
-    Parameters
-    ----------
-    run
-        A run folder written by :func:`train_lm`.
-    store
-        The trace store folder (default ``<run>/trace``); resumable.
-    token_samples
-        Per domain and split, this many samples keep their per-token routing.
-    batch_size
-        Samples per forward pass.
-    progress
-        Show a progress bar.
-
-    Returns
-    -------
-    Path
-        The store folder; open it with :class:`grokviz.TraceStore` or pass it to
-        :func:`grokviz.analyze`.
+def trace_lm(run: str | Path, **options: Any) -> Path:
+    """Trace a one-pass run's checkpoints into a trace store: :func:`grokviz.toy.report.trace_run`
+    (same options), which traces either kind of run.
 
     Examples
     --------
     >>> trace_lm("/tmp/lmtoy")  # doctest: +SKIP
     PosixPath('/tmp/lmtoy/trace')
     """
-    from grokviz.toy.report import trace_checkpoints
+    from grokviz.toy._tracing import trace_run
 
-    return trace_checkpoints(
-        LMRun.load(run),
-        store=store,
-        token_samples=token_samples,
-        batch_size=batch_size,
-        max_length=MAX_TOKENS,
-        progress=progress,
-    )
+    return trace_run(run, **options)

@@ -151,6 +151,7 @@ class ToyRun(Run):
 
     config: ToyConfig
     kind: ClassVar[str] = "toy"
+    max_length: ClassVar[int] = 16
     command: ClassVar[str] = "python -m grokviz.toy train"
 
     @classmethod
