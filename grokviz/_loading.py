@@ -133,7 +133,9 @@ def load_model(
         A :class:`Checkpoint`, a local folder, or a hub id ``"owner/name"`` or
         ``"owner/name@revision"`` (default revision ``main``).
     device
-        Where to put the model.
+        Where to put the model. Off the CPU, with ``accelerate`` installed, the weights load
+        straight onto the device (``device_map``), which for a 7B checkpoint saves a CPU copy
+        of the whole model; without it they load on the CPU and then move.
     dtype
         Weights dtype (``torch.bfloat16``, ``"bfloat16"``, ``"auto"``); ``None`` keeps
         transformers' default.
@@ -187,11 +189,29 @@ def load_model(
     model_kwargs = dict(kwargs, use_safetensors=safetensors)
     if resolved_dtype is not None:
         model_kwargs["dtype"] = resolved_dtype
+    if _direct_to_device(device):
+        model_kwargs["device_map"] = str(device)
     model: Any = AutoModelForCausalLM.from_pretrained(location, **model_kwargs)
     model = model.to(device).eval()
     moe_info(model)  # a dense model fails here, naming the architectures grokviz supports
     tokenizer = _load_tokenizer(AutoTokenizer, ckpt, location, kwargs)
     return model, tokenizer
+
+
+def _direct_to_device(device: str | torch.device) -> bool:
+    """Whether transformers can put the weights on ``device`` as it reads them: a device other
+    than the CPU, and ``accelerate`` (which transformers needs for ``device_map``) installed.
+
+    Examples
+    --------
+    >>> _direct_to_device("cpu")
+    False
+    """
+    import importlib.util
+
+    if str(device).split(":")[0] == "cpu":
+        return False
+    return importlib.util.find_spec("accelerate") is not None
 
 
 _TOKENIZER_FILES = (

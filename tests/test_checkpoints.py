@@ -85,6 +85,42 @@ def test_missing_folder_errors(tmp_path):
         load_model(tmp_path / "no-such-run")
 
 
+@pytest.mark.parametrize(
+    ("device", "accelerate", "direct"),
+    [("cpu", True, False), ("cuda:0", True, True), ("cuda", False, False)],
+)
+def test_load_model_reads_weights_straight_onto_an_accelerator(run, device, accelerate, direct):
+    """Off the CPU and with accelerate installed, transformers gets ``device_map`` so a large
+    checkpoint never lands on the CPU first; otherwise the model loads there and moves."""
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM
+
+    first = list_checkpoints(run)[0]
+    real_find_spec = importlib.util.find_spec
+    real_load = AutoModelForCausalLM.from_pretrained
+    seen: dict[str, object] = {}
+
+    def find_spec(name: str, package: str | None = None) -> object:
+        if name == "accelerate":
+            return object() if accelerate else None
+        return real_find_spec(name, package)
+
+    def from_pretrained(location: str, **kwargs: object) -> object:
+        seen.update(kwargs)
+        kwargs.pop("device_map", None)  # no accelerator here: load on the CPU instead
+        return real_load(location, **kwargs)
+
+    with (
+        mock.patch.object(importlib.util, "find_spec", find_spec),
+        mock.patch.object(AutoModelForCausalLM, "from_pretrained", from_pretrained),
+        mock.patch.object(torch.nn.Module, "to", lambda self, *a, **k: self),
+    ):
+        model, _ = load_model(first, device=device)
+    assert seen.get("device_map") == (device if direct else None)
+    assert model.config.model_type == "olmoe"
+
+
 def test_load_local_checkpoints(run):
     first, second = list_checkpoints(run)
     model, tokenizer = load_model(first)
