@@ -250,3 +250,99 @@ def test_default_views_are_the_pathway_diagram_and_the_similarity_matrix(series:
     matrix.selected_pair = ["m2", "c1"]
     assert sorted(explorer.selected_samples) == ["c1", "m2"]
     assert sorted(diagram.selected_samples) == ["c1", "m2"]
+
+
+def test_default_views_update_in_place_while_a_trace_streams(series: Path) -> None:
+    from grokviz.widgets.explorer import default_views
+    from grokviz.widgets.pathway_diagram import PathwayDiagram
+    from grokviz.widgets.similarity_matrix import SimilarityMatrix
+
+    built: list[list[ipywidgets.DOMWidget]] = []
+
+    def counting(routing: pl.DataFrame, tokens: pl.DataFrame, samples: pl.DataFrame):
+        built.append(default_views(routing, tokens, samples))
+        return built[-1]
+
+    explorer = Explorer(str(series), SAMPLES, make_views=counting)
+    explorer.batch_size = 1
+    changed: list[int] = []
+
+    def user_changes_settings(change: dict) -> None:
+        # Runs in the trace thread after batch 1 was drawn and before batch 2 is: as a user
+        # clicking while the trace streams.
+        if change["new"] == 2 and not changed:
+            diagram, matrix = explorer.views
+            diagram.mode = "tokens"
+            diagram.color_by = "split"
+            diagram.width = 333
+            matrix.order = "none"
+            changed.append(len(diagram.sample_ids))
+
+    explorer.progress.observe(user_changes_settings, names="value")
+    explorer.table.value = ("m1", "c1", "m3")
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    assert explorer.messages == []
+    assert changed == [1]  # the settings changed when one sample was drawn
+    assert len(built) == 1  # built for the first batch only, then updated
+    diagram, matrix = explorer.views
+    assert explorer.views == built[0] and list(explorer._view_box.children) == built[0]
+    assert isinstance(diagram, PathwayDiagram) and isinstance(matrix, SimilarityMatrix)
+    assert sorted(diagram.sample_ids) == ["c1", "m1", "m3"]
+    assert sorted(matrix.sample_ids) == ["c1", "m1", "m3"]
+    assert (diagram.mode, diagram.color_by, diagram.width) == ("tokens", "split", 333)
+    assert matrix.order == "none"
+    # What streamed in equals views built at once from everything traced.
+    routing, tokens = explorer.current_routing(), explorer.token_routing
+    fresh = PathwayDiagram(
+        routing,
+        samples=SAMPLES,
+        token_routing=tokens,
+        mode="tokens",
+        color_by="split",
+        token_sample=diagram.token_sample,
+    )
+    for name in ("_paths", "_samples", "_tokens", "_token_routes"):
+        assert getattr(diagram, name) == getattr(fresh, name), name
+    fresh_matrix = SimilarityMatrix(routing=routing, samples=SAMPLES, order="none")
+    for name in ("_matrix", "_samples", "_paths"):
+        assert getattr(matrix, name) == getattr(fresh_matrix, name), name
+
+    # A second trace of the same checkpoint updates the same widgets too, and the selection
+    # stays linked through one link per view and one pair observer.
+    explorer.table.value = ("m1", "c1", "m3", "c2")
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    assert explorer.views == [diagram, matrix] and len(built) == 1
+    assert sorted(diagram.sample_ids) == ["c1", "c2", "m1", "m3"]
+    assert matrix.distances().shape == (4, 4)
+    assert len(explorer._links) == 1  # the diagram's selected_samples (the matrix has none)
+    assert len(matrix._trait_notifiers["selected_pair"]["change"]) == 1
+    matrix.selected_pair = ["c2", "m3"]
+    assert sorted(explorer.selected_samples) == ["c2", "m3"]
+    assert sorted(diagram.selected_samples) == ["c2", "m3"]
+
+
+def test_switching_checkpoint_rebuilds_the_views(series: Path) -> None:
+    explorer = Explorer(str(series), SAMPLES)
+    explorer.table.value = ("m1", "c1")
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    first = list(explorer.views)
+    first[0].mode = "tokens"
+    explorer.checkpoints.value = "step-000100"
+    assert explorer.views == []  # nothing traced here yet: the placeholder
+    assert all(view.comm is None for view in first)  # the old views were closed
+    explorer.table.value = ("m1",)
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    second = list(explorer.views)
+    assert len(second) == 2 and not {id(v) for v in second} & {id(v) for v in first}
+    assert second[0].checkpoints == ["step-000100"]
+    assert second[0].mode == "samples"  # a new view, with its defaults
+    second[0].mode = "tokens"
+    explorer.table.value = ("m1", "c1")
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    assert explorer.views == second  # same checkpoint: updated in place
+    assert second[0].mode == "tokens" and sorted(second[0].sample_ids) == ["c1", "m1"]
+    explorer.checkpoints.value = "step-000200"  # back: rebuilt from the rows kept
+    third = list(explorer.views)
+    assert not {id(v) for v in third} & {id(v) for v in first + second}
+    assert third[0].checkpoints == ["step-000200"]
+    assert sorted(third[0].sample_ids) == ["c1", "m1"]

@@ -242,6 +242,84 @@ def test_diagram_bytes_on_the_wire_are_close_to_the_raw_arrays() -> None:
     assert len(d._samples) <= 1.2 * raw_nbytes({"sample_id": ids, "group": [""] * n})
 
 
+def first_samples(frame: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The rows of samples s0..s{n-1}: a first batch of a trace that streams the rest later."""
+    return frame.filter(pl.col("sample_id").is_in([f"s{i}" for i in range(n)]))
+
+
+def test_diagram_update_keeps_the_settings_and_sends_the_new_data() -> None:
+    routing, tokens = make_routing(), make_token_routing()
+    d = PathwayDiagram(
+        first_samples(routing, 2), samples=SAMPLES, token_routing=first_samples(tokens, 2)
+    )
+    assert d.token_sample == "s1"
+    d.pathway("s0", "step-0")  # fills the per-checkpoint caches with the old data
+    d.mode, d.color_by, d.tau, d.checkpoint = "tokens", "group", 0.5, "step-0"
+    d.selected_samples, d.width, d.selected_token = ["s1", "s9"], 500, 2
+    d.update(routing, samples=SAMPLES, token_routing=tokens)
+    assert (d.mode, d.color_by, d.tau, d.top_k, d.checkpoint) == (
+        "tokens",
+        "group",
+        0.5,
+        None,
+        "step-0",
+    )
+    assert (d.selected_samples, d.width, d.token_sample, d.selected_token) == (
+        ["s1", "s9"],
+        500,
+        "s1",
+        2,
+    )
+    assert d.sample_ids == [f"s{i}" for i in range(N_SAMPLES)]
+    assert same_rows(decoded_rows(d._paths), reference_rows([0, 1, 2], 0.5))
+    groups = ipc_to_table(d._samples).column("group").to_pylist()
+    assert groups == ["Pretrain@100"] * 2 + ["Pretrain@500"] * 3
+    assert d.pathway("s4", "step-0") == [
+        [e for e, _ in reference_pathway(WEIGHTS["step-0"][4, layer], 0.5)] for layer in range(3)
+    ]
+    fresh = PathwayDiagram(
+        routing,
+        samples=SAMPLES,
+        token_routing=tokens,
+        tau=0.5,
+        color_by="group",
+        checkpoint="step-0",
+        mode="tokens",
+    )
+    for name in ("_paths", "_samples", "_tokens", "_token_routes", "_n_layers", "_n_experts"):
+        assert getattr(d, name) == getattr(fresh, name), name
+
+
+def test_diagram_update_falls_back_where_the_old_choice_is_gone(monkeypatch) -> None:
+    monkeypatch.setattr(PathwayDiagram, "_PRELOAD_CELLS", 0)  # send a window, not everything
+    routing, tokens = make_routing(), make_token_routing()
+    d = PathwayDiagram(routing, token_routing=tokens, checkpoint="step-0")
+    d.token_sample, d.selected_token = "s3", 1
+    later = routing.filter(pl.col("checkpoint") != "step-0")
+    d.update(later, token_routing=tokens.filter(pl.col("sample_id") != "s3"))
+    assert d.checkpoints == ["step-100", "step-500"]
+    assert d.checkpoint == "step-500"  # step-0 is gone: the last one
+    assert (d.token_sample, d.selected_token) == ("s1", None)
+    # The window is recomputed on the new checkpoint list: indices 0 and 1 are now
+    # step-100 and step-500.
+    want = [(c - 1, *rest) for c, *rest in reference_rows([1, 2], 0.7)]
+    assert same_rows(decoded_rows(d._paths), want)
+
+
+def test_diagram_update_rejects_an_empty_table_and_keeps_its_data() -> None:
+    from grokviz.errors import EmptyInputError
+
+    d = PathwayDiagram(make_routing(), token_routing=make_token_routing(), mode="tokens")
+    before = (d._paths, d._samples, d._tokens, d.checkpoints)
+    with pytest.raises(EmptyInputError, match="empty"):
+        d.update(make_routing().clear())
+    with pytest.raises(ValueError, match="mode='tokens' needs token_routing"):
+        d.update(make_routing())
+    assert (d._paths, d._samples, d._tokens, d.checkpoints) == before
+    d.tau = 0.5  # the observers still work on the kept data
+    assert same_rows(decoded_rows(d._paths), reference_rows([0, 1, 2], 0.5))
+
+
 # -- SimilarityMatrix ---------------------------------------------------------------------------
 
 
@@ -348,6 +426,40 @@ def test_matrix_selected_pair_is_validated() -> None:
         SimilarityMatrix(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="routing"):
         SimilarityMatrix()
+
+
+def test_matrix_update_keeps_the_settings_and_sends_the_new_matrix() -> None:
+    routing = make_routing()
+    m = SimilarityMatrix(routing=first_samples(routing, 3), samples=SAMPLES, order="cluster")
+    m.order, m.checkpoint, m.size, m.selected_pair = "none", "step-0", 300, ["s2", "s0"]
+    assert m.distances().shape == (3, 3)  # cached for step-0
+    m.update(routing, samples=SAMPLES)
+    assert (m.order, m.checkpoint, m.size, m.selected_pair) == ("none", "step-0", 300, ["s2", "s0"])
+    assert m.sample_ids == [f"s{i}" for i in range(N_SAMPLES)]
+    np.testing.assert_array_equal(m.distances(), reference_distances("step-0"))
+    np.testing.assert_array_equal(decoded_matrix(m), reference_distances("step-0"))
+    fresh = SimilarityMatrix(routing=routing, samples=SAMPLES, order="none", checkpoint="step-0")
+    for name in ("_matrix", "_dtype", "_n", "_samples", "_paths", "_n_layers"):
+        assert getattr(m, name) == getattr(fresh, name), name
+    m.order = "group"  # the observers act on the new data
+    assert m.sample_ids == ["s0", "s2", "s1", "s4", "s3"]
+
+
+def test_matrix_update_drops_what_the_new_data_lacks() -> None:
+    from grokviz.errors import EmptyInputError
+
+    routing = make_routing()
+    m = SimilarityMatrix(routing=routing, checkpoint="step-0", order="none")
+    m.selected_pair = ["s4", "s1"]
+    m.update(first_samples(routing, 3).filter(pl.col("checkpoint") != "step-0"))
+    assert m.checkpoint == "step-500" and m.selected_pair == []
+    np.testing.assert_array_equal(decoded_matrix(m), reference_distances("step-500")[:3, :3])
+    before = (m._matrix, m._samples, m._paths)
+    with pytest.raises(EmptyInputError, match="empty"):
+        m.update(routing.clear())
+    with pytest.raises(EmptyInputError, match="empty"):
+        SimilarityMatrix(routing=routing.clear())
+    assert (m._matrix, m._samples, m._paths) == before
 
 
 # -- export and packaging -----------------------------------------------------------------------

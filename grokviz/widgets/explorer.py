@@ -27,7 +27,8 @@ __all__ = ["Explorer", "ViewFactory", "default_views"]
 
 logger = logging.getLogger(__name__)
 
-#: Builds the views of one checkpoint: ``(routing, token_routing, samples) -> widgets``.
+#: Builds the views of one checkpoint: ``(routing, token_routing, samples) -> widgets``. Views
+#: with an ``update(routing, *, samples, token_routing)`` method are then updated in place.
 ViewFactory = Callable[[pl.DataFrame, pl.DataFrame, pl.DataFrame], Sequence[ipywidgets.DOMWidget]]
 
 #: Characters of a sample's text shown in the table.
@@ -51,10 +52,13 @@ class Explorer(ipywidgets.VBox):
         A ``schema.SAMPLES`` table (sample_id, text, domain, split), polars, pandas or pyarrow.
     make_views
         Builds the views from the current checkpoint's traced data, called as
-        ``make_views(routing, token_routing, samples)`` after each batch and when the checkpoint
-        changes; returns a list of widgets. Default: a ``PathwayDiagram`` and a
-        ``SimilarityMatrix``. A view's ``selected_samples`` is linked to the Explorer's, and
-        clicking a ``selected_pair`` selects those two samples.
+        ``make_views(routing, token_routing, samples)``; returns a list of widgets. Default: a
+        ``PathwayDiagram`` and a ``SimilarityMatrix``. It is called for the first batch of a
+        checkpoint and when the checkpoint changes; later batches go to each view's
+        ``update(routing, samples=..., token_routing=...)`` (as the default views have), so the
+        views keep their settings. Views without ``update`` are built anew after every batch.
+        A view's ``selected_samples`` is linked to the Explorer's, and clicking a
+        ``selected_pair`` selects those two samples.
     batch_size, max_length, device
         Passed to :func:`grokviz.iter_trace`.
 
@@ -141,7 +145,8 @@ class Explorer(ipywidgets.VBox):
 
         self._make_views = default_views if make_views is None else make_views
         self.views: list[ipywidgets.DOMWidget] = []
-        """list: the views showing the current checkpoint's traced samples (rebuilt as they come)."""
+        """list: the views showing the current checkpoint's traced samples (updated as they come)."""
+        self._views_key: tuple[str, str] | None = None  # the (source, label) the views show
         self._links: list[traitlets.link] = []
         self._placeholder = ipywidgets.HTML(
             "<i>Select samples and press Trace: their pathways appear here as they stream in.</i>"
@@ -384,11 +389,35 @@ class Explorer(ipywidgets.VBox):
         return self._table(1, "ROUTING", key)
 
     def _feed_views(self) -> None:
-        """Rebuild the views from the current checkpoint's traced rows (none: the placeholder)."""
+        """Show the current checkpoint's traced rows: update the views in place, or build them.
+
+        Views with an ``update`` method (the default ones) keep their widgets, and so the
+        user's settings, as batches stream in; they are rebuilt only when the checkpoint or the
+        series changes. Views without one are rebuilt from the factory on every call.
+        """
+        key = self._key()
         routing = self.current_routing()
+        tokens = self._table(2, "TOKEN_ROUTING", key) if routing.height else None
+        if (
+            routing.height
+            and self.views
+            and key == self._views_key
+            and all(callable(getattr(view, "update", None)) for view in self.views)
+        ):
+            assert tokens is not None
+            try:
+                for view in self.views:
+                    view.update(
+                        routing,
+                        samples=self._samples,
+                        token_routing=tokens if tokens.height else None,
+                    )
+            except Exception as exc:
+                logger.exception("updating the views failed")
+                self._error(f"cannot draw the traced samples: {type(exc).__name__}: {exc}")
+            return
         views: list[ipywidgets.DOMWidget] = []
-        if routing.height:
-            tokens = self._table(2, "TOKEN_ROUTING", self._key())
+        if tokens is not None:
             try:
                 views = list(self._make_views(routing, tokens, self._samples))
             except Exception as exc:
@@ -407,8 +436,11 @@ class Explorer(ipywidgets.VBox):
             if "selected_pair" in traits:
                 view.observe(self._on_pair, names="selected_pair")
         self.views = views
+        self._views_key = key if views else None
         self._view_box.children = views or [self._placeholder]
         for view in old:
+            if "selected_pair" in view.traits():
+                view.unobserve(self._on_pair, names="selected_pair")
             view.close()
 
     def _on_pair(self, change: dict[str, Any]) -> None:

@@ -62,6 +62,41 @@ def sample_groups(
     return [mapping.get(sid) or "" for sid in sample_ids]
 
 
+def store_samples(routing: Any) -> Any:
+    """The samples table of a ``TraceStore`` given as routing, else None."""
+    if hasattr(routing, "samples") and callable(routing.samples):
+        return routing.samples()
+    return None
+
+
+def _read(
+    routing: Any, token_routing: Any, sample_ids: list[str] | None, *, tokens_mode: bool
+) -> tuple[pl.DataFrame, list[str], pl.DataFrame | None, list[str]]:
+    """Check and conform a diagram's data: (routing, sample ids, token routing, checkpoints)."""
+    frame = conform_routing(routing)
+    if frame.height == 0:
+        from grokviz.errors import EmptyInputError
+
+        msg = "the routing table is empty; trace some samples first (grokviz.trace)"
+        raise EmptyInputError(msg)
+    tokens = (
+        None
+        if token_routing is None
+        else schema.conform(token_routing, schema.TOKEN_ROUTING, name="token routing")
+    )
+    if tokens is None and tokens_mode:
+        msg = "mode='tokens' needs token_routing=...; trace with token routing for some samples"
+        raise ValueError(msg)
+    if sample_ids is None:
+        sample_ids = frame["sample_id"].unique(maintain_order=True).to_list()
+    return frame, [str(s) for s in sample_ids], tokens, checkpoint_order(frame)
+
+
+def _first_token_sample(tokens: pl.DataFrame) -> str | None:
+    have = tokens["sample_id"].unique(maintain_order=True).to_list()
+    return str(have[0]) if have else None
+
+
 class PathwayDiagram(GrokvizWidget):
     """Samples' routing pathways drawn through the experts, with a morphing checkpoint slider.
 
@@ -149,31 +184,18 @@ class PathwayDiagram(GrokvizWidget):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if samples is None and hasattr(routing, "samples") and callable(routing.samples):
-            samples = routing.samples()
-        frame = conform_routing(routing)
-        if frame.height == 0:
-            from grokviz.errors import EmptyInputError
-
-            msg = "the routing table is empty; trace some samples first (grokviz.trace)"
-            raise EmptyInputError(msg)
+        if samples is None:
+            samples = store_samples(routing)
+        frame, ids, tokens, names = _read(
+            routing, token_routing, sample_ids, tokens_mode=kwargs.get("mode") == "tokens"
+        )
         self._routing = frame
         self._samples_frame = samples
-        if sample_ids is None:
-            sample_ids = frame["sample_id"].unique(maintain_order=True).to_list()
-        self._sample_ids: list[str] = [str(s) for s in sample_ids]
+        self._sample_ids: list[str] = ids
         self._weights: dict[int, np.ndarray] = {}
         self._rows: dict[int, dict[str, np.ndarray]] = {}
         self._loaded: tuple[int, ...] = ()
-        self._token_frame = (
-            None
-            if token_routing is None
-            else schema.conform(token_routing, schema.TOKEN_ROUTING, name="token routing")
-        )
-        if self._token_frame is None and kwargs.get("mode") == "tokens":
-            msg = "mode='tokens' needs token_routing=...; trace with token routing for some samples"
-            raise ValueError(msg)
-        names = checkpoint_order(frame)
+        self._token_frame = tokens
         with self.hold_sync():
             self.set_trait("checkpoints", names)
             self.top_k = top_k
@@ -183,8 +205,82 @@ class PathwayDiagram(GrokvizWidget):
             self._send_samples()
             self._send_paths()
             if self._token_frame is not None and self.token_sample is None:
-                have = self._token_frame["sample_id"].unique(maintain_order=True).to_list()
-                self.token_sample = have[0] if have else None
+                self.token_sample = _first_token_sample(self._token_frame)
+            self._send_tokens()
+
+    def update(
+        self,
+        routing: Any,
+        *,
+        samples: Any = None,
+        token_routing: Any = None,
+        sample_ids: list[str] | None = None,
+    ) -> None:
+        """Replace the data drawn and send it, keeping the user's settings.
+
+        The arguments mean what they mean to the constructor. Kept: ``mode``, ``color_by``,
+        ``tau`` / ``top_k``, ``aggregate``, ``selected_samples``, the size and theme, the shown
+        ``checkpoint`` while the new data has it (else the last one), and ``token_sample`` /
+        ``selected_token`` while the new token routing has them (else its first sample). Only
+        traits whose bytes changed go to the front end.
+
+        Parameters
+        ----------
+        routing
+            The new routing table (``grokviz.schema.ROUTING``) or ``TraceStore``.
+        samples
+            The samples table colouring pathways by ``color_by``; default a store's samples.
+        token_routing
+            The new token routing table (``grokviz.schema.TOKEN_ROUTING``), or None for none.
+        sample_ids
+            Show only these samples, in this order; default every sample of ``routing``.
+
+        Raises
+        ------
+        EmptyInputError
+            ``routing`` has no rows.
+        ValueError
+            ``mode`` is ``"tokens"`` and no ``token_routing`` is given, or ``color_by`` is not a
+            column of ``samples``. The widget is left as it was.
+
+        Examples
+        --------
+        >>> diagram = PathwayDiagram(first_batch, samples=samples)  # doctest: +SKIP
+        >>> diagram.mode = "tokens"  # doctest: +SKIP
+        >>> diagram.update(both_batches, samples=samples, token_routing=tokens)  # doctest: +SKIP
+        >>> diagram.mode, len(diagram.sample_ids)  # doctest: +SKIP
+        ('tokens', 32)
+        """
+        if samples is None:
+            samples = store_samples(routing)
+        frame, ids, tokens, names = _read(
+            routing, token_routing, sample_ids, tokens_mode=self.mode == "tokens"
+        )
+        # Check color_by against the new samples before anything changes.
+        sample_groups(ids, samples, self.color_by, frame)
+        shown = self.checkpoint if self.checkpoint in names else names[-1]
+        token_sample, token = None, None
+        if tokens is not None:
+            have = tokens.filter(pl.col("sample_id") == self.token_sample)
+            token_sample = self.token_sample if have.height else _first_token_sample(tokens)
+            kept = token_sample == self.token_sample
+            if kept and self.selected_token in set(have["token_index"].to_list()):
+                token = self.selected_token
+        # The observers stay idle until _send_paths sets _loaded again; every cache goes.
+        self._loaded = ()
+        self._routing = frame
+        self._samples_frame = samples
+        self._sample_ids = ids
+        self._token_frame = tokens
+        self._weights.clear()
+        self._rows.clear()
+        with self.hold_sync():
+            self.set_trait("checkpoints", names)
+            self.checkpoint = shown
+            self.token_sample = token_sample
+            self.selected_token = token
+            self._send_samples()
+            self._send_paths(force=True)
             self._send_tokens()
 
     # -- data --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import polars as pl
 import traitlets as t
 
 from grokviz.widgets._base import GrokvizWidget
@@ -23,7 +24,7 @@ from grokviz.widgets._serialization import (
     routing_array,
     table_to_ipc,
 )
-from grokviz.widgets.pathway_diagram import checkpoint_order, sample_groups
+from grokviz.widgets.pathway_diagram import checkpoint_order, sample_groups, store_samples
 
 __all__ = ["SimilarityMatrix", "display_order"]
 
@@ -147,48 +148,78 @@ class SimilarityMatrix(GrokvizWidget):
         super().__init__(**kwargs)
         self._tau = None if top_k is not None else tau
         self._top_k = top_k
-        self._fixed = None if distances is None else np.asarray(distances)
-        if samples is None and routing is not None and callable(getattr(routing, "samples", None)):
-            samples = routing.samples()
-        self._routing = None if routing is None else conform_routing(routing)
-        if self._fixed is None and self._routing is None:
-            msg = "give distances=... (an [N, N] matrix) or routing=... to compute them from"
-            raise ValueError(msg)
-        if self._fixed is not None and (
-            self._fixed.ndim != 2 or self._fixed.shape[0] != self._fixed.shape[1]
-        ):
-            msg = f"distances must be a square [N, N] matrix; got shape {self._fixed.shape}"
-            raise ValueError(msg)
-        n_fixed = None if self._fixed is None else self._fixed.shape[0]
-        if sample_ids is None:
-            if self._routing is not None:
-                sample_ids = self._routing["sample_id"].unique(maintain_order=True).to_list()
-            else:
-                sample_ids = [str(i) for i in range(n_fixed or 0)]
-        self._ids = [str(s) for s in sample_ids]
-        if n_fixed is not None and len(self._ids) != n_fixed:
-            msg = f"{len(self._ids)} sample_ids for a {n_fixed}x{n_fixed} distance matrix"
-            raise ValueError(msg)
-        if groups is not None:
-            if len(groups) != len(self._ids):
-                msg = f"{len(groups)} groups for {len(self._ids)} samples; give one per sample"
-                raise ValueError(msg)
-            self._groups = [str(g) for g in groups]
-        else:
-            self._groups = sample_groups(
-                self._ids,
-                samples,
-                color_by,
-                self._routing if self._routing is not None else _empty(),
-            )
+        self._color_by = color_by
+        self._fixed, self._routing, self._ids, self._groups, names = _read(
+            distances, routing, sample_ids, groups, samples, color_by
+        )
         self._cache: dict[str, np.ndarray] = {}
         self._order_index = np.arange(len(self._ids))
-        names = [] if self._routing is None else checkpoint_order(self._routing)
         with self.hold_sync():
             self.set_trait("checkpoints", names)
             self.order = order
             if names:
                 self.checkpoint = checkpoint if checkpoint is not None else names[-1]
+            self._live = True
+            self._send_data()
+
+    def update(
+        self,
+        routing: Any = None,
+        *,
+        samples: Any = None,
+        token_routing: Any = None,
+        sample_ids: Sequence[str] | None = None,
+        groups: Sequence[str] | None = None,
+        distances: np.ndarray | None = None,
+    ) -> None:
+        """Replace the samples compared and send the new matrix, keeping the user's settings.
+
+        The arguments mean what they mean to the constructor (groups come from ``samples`` by
+        the ``color_by`` it was built with). Kept: ``order``, ``tau`` / ``top_k``, ``size``,
+        ``theme``, the compared ``checkpoint`` while the new data has it (else the last one), and
+        ``selected_pair`` while both its samples are still compared (else ``[]``). Every
+        distance computed from the old data is dropped.
+
+        Parameters
+        ----------
+        routing
+            The new routing table (``grokviz.schema.ROUTING``) or ``TraceStore``.
+        samples
+            The samples table grouping the samples; default a store's samples.
+        token_routing
+            Not used by the matrix: accepted so that every grokviz view updates with one call.
+        sample_ids, groups, distances
+            As for the constructor.
+
+        Raises
+        ------
+        EmptyInputError
+            ``routing`` has no rows.
+        ValueError
+            Neither ``routing`` nor ``distances`` is given, or they disagree on the number of
+            samples. The widget is left as it was.
+
+        Examples
+        --------
+        >>> matrix = SimilarityMatrix(routing=first_batch, samples=samples)  # doctest: +SKIP
+        >>> matrix.order = "cluster"  # doctest: +SKIP
+        >>> matrix.update(both_batches, samples=samples)  # doctest: +SKIP
+        >>> matrix.order, matrix.distances().shape  # doctest: +SKIP
+        ('cluster', (32, 32))
+        """
+        fixed, frame, ids, group_list, names = _read(
+            distances, routing, sample_ids, groups, samples, self._color_by
+        )
+        shown = self.checkpoint if self.checkpoint in names else (names[-1] if names else None)
+        self._live = False  # observers wait until the new data is in place
+        self._fixed, self._routing, self._ids, self._groups = fixed, frame, ids, group_list
+        self._cache.clear()
+        self._order_index = np.arange(len(ids))
+        with self.hold_sync():
+            if any(s not in ids for s in self.selected_pair):
+                self.selected_pair = []
+            self.set_trait("checkpoints", names)
+            self.checkpoint = shown
             self._live = True
             self._send_data()
 
@@ -263,7 +294,50 @@ class SimilarityMatrix(GrokvizWidget):
         return pair
 
 
-def _empty() -> Any:
-    import polars as pl
-
+def _empty() -> pl.DataFrame:
     return pl.DataFrame({"sample_id": []}, schema={"sample_id": pl.String()})
+
+
+def _read(
+    distances: np.ndarray | None,
+    routing: Any,
+    sample_ids: Sequence[str] | None,
+    groups: Sequence[str] | None,
+    samples: Any,
+    color_by: str,
+) -> tuple[np.ndarray | None, pl.DataFrame | None, list[str], list[str], list[str]]:
+    """Check and conform a matrix's data: (distances, routing, ids, groups, checkpoints)."""
+    fixed = None if distances is None else np.asarray(distances)
+    if samples is None and routing is not None:
+        samples = store_samples(routing)
+    frame = None if routing is None else conform_routing(routing)
+    if fixed is None and frame is None:
+        msg = "give distances=... (an [N, N] matrix) or routing=... to compute them from"
+        raise ValueError(msg)
+    if frame is not None and frame.height == 0:
+        from grokviz.errors import EmptyInputError
+
+        msg = "the routing table is empty; trace some samples first (grokviz.trace)"
+        raise EmptyInputError(msg)
+    if fixed is not None and (fixed.ndim != 2 or fixed.shape[0] != fixed.shape[1]):
+        msg = f"distances must be a square [N, N] matrix; got shape {fixed.shape}"
+        raise ValueError(msg)
+    n_fixed = None if fixed is None else fixed.shape[0]
+    if sample_ids is None:
+        if frame is not None:
+            sample_ids = frame["sample_id"].unique(maintain_order=True).to_list()
+        else:
+            sample_ids = [str(i) for i in range(n_fixed or 0)]
+    ids = [str(s) for s in sample_ids]
+    if n_fixed is not None and len(ids) != n_fixed:
+        msg = f"{len(ids)} sample_ids for a {n_fixed}x{n_fixed} distance matrix"
+        raise ValueError(msg)
+    if groups is not None:
+        if len(groups) != len(ids):
+            msg = f"{len(groups)} groups for {len(ids)} samples; give one per sample"
+            raise ValueError(msg)
+        group_list = [str(g) for g in groups]
+    else:
+        group_list = sample_groups(ids, samples, color_by, frame if frame is not None else _empty())
+    names = [] if frame is None else checkpoint_order(frame)
+    return fixed, frame, ids, group_list, names
