@@ -121,6 +121,15 @@ def test_explorer_traces_selected_samples_into_the_views(lab: Lab) -> None:
     )
     ink = lab.page.evaluate(CANVAS_INK_JS, f"{diagram} [data-testid=pathway-base]")
     assert ink["ink"] > 0.01 * ink["pixels"], ink
+    # The views were built for the first one-sample batch and updated in place for the other
+    # five: the drawn legend names both operations, and the kernel kept the same widgets.
+    legend = f"{diagram} [data-testid=group-legend]"
+    lab.page.wait_for_function(
+        f"() => ['div', '{other}'].every(g => "
+        f"(document.querySelector('{legend}')?.textContent ?? '').includes(g))",
+        timeout=30_000,
+    )
+    assert lab.execute("print(len(explorer.views))").strip() == "2"
     matrix = f"{ROOT} [data-testid=grokviz-similarity-matrix]"
     lab.page.locator(matrix).wait_for(timeout=30_000)
     assert lab.page.evaluate(CANVAS_INK_JS, matrix)["ink"] > 0
