@@ -222,3 +222,19 @@ def conform_routing(routing: Any) -> pl.DataFrame:
     if hasattr(routing, "routing") and callable(routing.routing):
         routing = routing.routing()
     return schema.conform(routing, schema.ROUTING, name="routing")
+
+
+def traced_routing(routing: Any) -> pl.DataFrame:
+    """:func:`conform_routing`, refusing a table without rows (nothing to draw)."""
+    frame = conform_routing(routing)
+    if frame.height == 0:
+        msg = "the routing table is empty; trace some samples first (grokviz.trace)"
+        raise EmptyInputError(msg)
+    return frame
+
+
+def store_samples(routing: Any) -> Any:
+    """The samples table of a ``TraceStore`` given as routing, else None."""
+    if hasattr(routing, "samples") and callable(routing.samples):
+        return routing.samples()
+    return None

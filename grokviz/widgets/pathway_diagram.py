@@ -18,10 +18,11 @@ import traitlets as t
 from grokviz import schema
 from grokviz.widgets._base import GrokvizWidget
 from grokviz.widgets._serialization import (
-    conform_routing,
     path_rows,
     routing_array,
+    store_samples,
     table_to_ipc,
+    traced_routing,
 )
 
 __all__ = ["PathwayDiagram"]
@@ -62,23 +63,11 @@ def sample_groups(
     return [mapping.get(sid) or "" for sid in sample_ids]
 
 
-def store_samples(routing: Any) -> Any:
-    """The samples table of a ``TraceStore`` given as routing, else None."""
-    if hasattr(routing, "samples") and callable(routing.samples):
-        return routing.samples()
-    return None
-
-
 def _read(
     routing: Any, token_routing: Any, sample_ids: list[str] | None, *, tokens_mode: bool
 ) -> tuple[pl.DataFrame, list[str], pl.DataFrame | None, list[str]]:
     """Check and conform a diagram's data: (routing, sample ids, token routing, checkpoints)."""
-    frame = conform_routing(routing)
-    if frame.height == 0:
-        from grokviz.errors import EmptyInputError
-
-        msg = "the routing table is empty; trace some samples first (grokviz.trace)"
-        raise EmptyInputError(msg)
+    frame = traced_routing(routing)
     tokens = (
         None
         if token_routing is None

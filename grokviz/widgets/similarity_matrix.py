@@ -19,12 +19,13 @@ import traitlets as t
 from grokviz.widgets._base import GrokvizWidget
 from grokviz.widgets._serialization import (
     array_to_bytes,
-    conform_routing,
     path_rows,
     routing_array,
+    store_samples,
     table_to_ipc,
+    traced_routing,
 )
-from grokviz.widgets.pathway_diagram import checkpoint_order, sample_groups, store_samples
+from grokviz.widgets.pathway_diagram import checkpoint_order, sample_groups
 
 __all__ = ["SimilarityMatrix", "display_order"]
 
@@ -310,15 +311,10 @@ def _read(
     fixed = None if distances is None else np.asarray(distances)
     if samples is None and routing is not None:
         samples = store_samples(routing)
-    frame = None if routing is None else conform_routing(routing)
+    frame = None if routing is None else traced_routing(routing)
     if fixed is None and frame is None:
         msg = "give distances=... (an [N, N] matrix) or routing=... to compute them from"
         raise ValueError(msg)
-    if frame is not None and frame.height == 0:
-        from grokviz.errors import EmptyInputError
-
-        msg = "the routing table is empty; trace some samples first (grokviz.trace)"
-        raise EmptyInputError(msg)
     if fixed is not None and (fixed.ndim != 2 or fixed.shape[0] != fixed.shape[1]):
         msg = f"distances must be a square [N, N] matrix; got shape {fixed.shape}"
         raise ValueError(msg)
