@@ -52,3 +52,19 @@ def test_notebook_never_downloads_unless_asked(path: Path) -> None:
         "requests.",
     ):
         assert call not in code, f"{path.name} downloads at run time via {call}"
+
+
+def test_grokking_101_builds_its_full_mode_config() -> None:
+    """nbval runs the small mode only, so the full mode's live-training config (what Binder and
+    Colab users run) is built here: a short prefix of the shipped run with valid checkpoints."""
+    from grokviz.toy.train import PRESETS
+
+    book = nbformat.read(ROOT / "notebooks" / "02_grokking_101.ipynb", as_version=4)
+    cell = next(c.source for c in book.cells if c.cell_type == "code" and "config =" in c.source)
+    scope: dict[str, object] = {"SMALL": False}
+    exec(compile(cell, "02_grokking_101.ipynb", "exec"), scope)
+    config = scope["config"]
+    full = PRESETS["default"]
+    assert config.steps < full.steps  # type: ignore[attr-defined]
+    assert config.schedule()[-1] == config.steps  # type: ignore[attr-defined]
+    assert config.operations == full.operations and config.lr == full.lr  # type: ignore[attr-defined]

@@ -190,6 +190,61 @@ def test_full_prompt_weight_trains_on_the_mean_token_loss() -> None:
     assert _objective(logits, batch, 0.0).item() == pytest.approx(token_nll[:, -1].mean().item())
 
 
+def test_learning_rate_warms_up_holds_then_decays_linearly_to_zero() -> None:
+    import torch
+
+    from grokviz.toy.train import lr_factor
+
+    config = ToyConfig(warmup=10, decay=(300, 500), steps=600, checkpoints=(600,))
+    factors = [lr_factor(config, s) for s in range(600)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert set(factors[9:301]) == {1.0}
+    assert factors[400] == pytest.approx(0.5) and factors[500:] == [0.0] * 100
+    assert all(b < a for a, b in itertools.pairwise(factors[300:501]))
+    # the trainer's scheduler applies it to the update after each step
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=2.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(config, s))
+    seen = []
+    for _ in range(450):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([2.0 * f for f in factors[:450]])
+    constant = ToyConfig(warmup=10, decay=None, steps=600, checkpoints=(600,))
+    assert {lr_factor(constant, s) for s in range(9, 600)} == {1.0}
+
+
+@pytest.mark.parametrize("decay", [(500, 300), (400, 400), (-1, 10)])
+def test_a_decay_that_ends_before_it_starts_is_refused(decay: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match="0 <= start < end"):
+        ToyConfig(decay=decay)
+
+
+def test_a_shorter_run_keeps_the_checkpoints_inside_it_and_ends_on_one() -> None:
+    from grokviz.toy.train import with_steps
+
+    full = PRESETS["default"]
+    short = with_steps(full, 1200)
+    assert short.schedule() == [s for s in full.schedule() if s < 1200] + [1200]
+    assert short.decay == full.decay and short.lr == full.lr
+    longer = with_steps(full, full.steps + 500)
+    assert longer.schedule() == [*full.schedule(), full.steps + 500]
+    log_spaced = ToyConfig(checkpoints=(), steps=1000, decay=None)
+    assert with_steps(log_spaced, 400).schedule()[-1] == 400
+    with pytest.raises(ValueError, match="at least 1"):
+        with_steps(full, 0)
+
+
+def test_the_trainer_module_examples_hold() -> None:
+    import doctest
+
+    import grokviz.toy.train
+
+    result = doctest.testmod(grokviz.toy.train, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 8 and result.failed == 0
+
+
 def test_cli_trains_the_tiny_preset(tmp_path: Path) -> None:
     from grokviz.toy.__main__ import main
 
@@ -215,6 +270,7 @@ def test_shipped_run_memorizes_before_it_generalizes_in_every_group() -> None:
     from grokviz.toy.report import log_delays
 
     run = ToyRun.load(SHIPPED)
+    assert run.config == PRESETS["default"]  # `train --out …` with no options reproduces it
     assert 10 <= len(run.checkpoints) <= 16
     assert run.config.model.num_layers >= 4 and run.config.model.num_experts >= 8
     delays = log_delays(run.log, train_level=0.95, test_level=0.9)

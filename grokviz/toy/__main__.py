@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from grokviz.toy.train import PRESETS, train, with_overrides
+    from grokviz.toy.train import PRESETS, train, with_overrides, with_steps
 
     if args.preset not in PRESETS:
         print(f"unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}", file=sys.stderr)
@@ -87,7 +87,6 @@ def _train(args: argparse.Namespace) -> int:
     changes: dict[str, Any] = {
         key: value
         for key, value in {
-            "steps": args.steps,
             "seed": args.seed,
             "threads": args.threads,
             "prompt_weight": args.prompt_weight,
@@ -95,10 +94,8 @@ def _train(args: argparse.Namespace) -> int:
         if value is not None
     }
     config = PRESETS[args.preset]
-    if args.steps is not None and config.checkpoints:
-        # keep the preset's explicit checkpoints that still fall inside the shorter run
-        kept = tuple(s for s in config.checkpoints if s <= args.steps)
-        changes["checkpoints"] = tuple(sorted({*kept, args.steps}))
+    if args.steps is not None:
+        config = with_steps(config, args.steps)
     config = with_overrides(config, **changes)
     run = train(config, args.out, progress=not args.quiet)
     last = run.log.filter(pl.col("step") == run.log["step"].max())

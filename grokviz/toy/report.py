@@ -45,7 +45,7 @@ from grokviz.toy._markdown import (
 from grokviz.toy._tracing import TracedRun as TracedRun
 from grokviz.toy._tracing import trace_checkpoints as trace_checkpoints
 from grokviz.toy._tracing import trace_run as trace_run
-from grokviz.toy.train import ToyRun
+from grokviz.toy.train import ToyConfig, ToyRun
 
 # --- delays ------------------------------------------------------------------------------------
 
@@ -284,6 +284,15 @@ def _accuracy_table(analysis: ToyAnalysis, groups: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _schedule_text(cfg: ToyConfig) -> str:
+    """The learning-rate schedule in words, e.g. ``"warmup 50 steps, constant, then linear to 0
+    over steps 3500–5500"``."""
+    text = f"warmup {cfg.warmup} steps, constant"
+    if cfg.decay is None or cfg.decay[0] >= cfg.steps:
+        return text
+    return f"{text}, then linear to 0 over steps {cfg.decay[0]}–{cfg.decay[1]}"
+
+
 def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
     """The Markdown text of the report."""
     cfg = toy.config
@@ -310,7 +319,7 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
         f"- Model: `OlmoeForCausalLM`, {spec.num_layers} MoE layers × {spec.num_experts} experts, "
         f"top-{spec.top_k}, hidden {spec.hidden_size}, expert width {spec.intermediate_size}.",
         f"- Training: AdamW lr {cfg.lr}, weight decay {cfg.weight_decay}, batch {cfg.batch_size}, "
-        f"{cfg.steps} steps, prompt-token loss weight {cfg.prompt_weight}; "
+        f"{cfg.steps} steps, {_schedule_text(cfg)}, prompt-token loss weight {cfg.prompt_weight}; "
         f"{len(toy.checkpoints)} checkpoints "
         f"({', '.join(c.name.split('-')[1].lstrip('0') or '0' for c in toy.checkpoints)}); "
         f"seed {cfg.seed}, {meta['threads']} thread(s), {meta['seconds']:.0f} s wall time.",
