@@ -215,6 +215,13 @@ def test_learning_rate_warms_up_holds_then_decays_linearly_to_zero() -> None:
     assert {lr_factor(constant, s) for s in range(9, 600)} == {1.0}
 
 
+def test_a_run_written_before_the_decay_existed_loads_with_a_constant_rate() -> None:
+    written = ToyConfig().to_json()
+    del written["decay"]
+    assert ToyRun.config_from_json(written).decay is None
+    assert ToyRun.config_from_json(ToyConfig().to_json()) == ToyConfig()
+
+
 @pytest.mark.parametrize("decay", [(500, 300), (400, 400), (-1, 10)])
 def test_a_decay_that_ends_before_it_starts_is_refused(decay: tuple[int, int]) -> None:
     with pytest.raises(ValueError, match="0 <= start < end"):

@@ -3,8 +3,7 @@
 The trainer is plain AdamW with strong weight decay (the classic recipe under which modular
 arithmetic groks), full-batch-like minibatches, a warmup-stable-decay learning rate (constant,
 then a linear decay to zero at the end, as LLM pretraining runs often end) and a fixed checkpoint
-schedule. It writes, under
-the output folder::
+schedule. It writes, under the output folder::
 
     run.json                 the ToyConfig, wall time, threads, versions
     samples.parquet          schema.SAMPLES (+ a, b, answer)
@@ -186,7 +185,8 @@ class ToyRun(Run):
 
     @classmethod
     def config_from_json(cls, data: dict[str, Any]) -> ToyConfig:
-        return ToyConfig.from_json(data)
+        # runs written before the decay existed kept the rate constant
+        return ToyConfig.from_json({"decay": None, **data})
 
 
 def config_samples(config: ToyConfig) -> tuple[Any, Any]:
