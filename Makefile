@@ -44,8 +44,8 @@ bundle: js-deps
 	cd js && npm run build
 
 lint: install
-	$(VENV)/bin/ruff check grokviz tests benchmarks
-	$(VENV)/bin/ruff format --check grokviz tests benchmarks
+	$(VENV)/bin/ruff check grokviz tests benchmarks conftest.py
+	$(VENV)/bin/ruff format --check grokviz tests benchmarks conftest.py
 
 types: install
 	$(VENV)/bin/mypy
@@ -53,9 +53,11 @@ types: install
 js-check: js-deps
 	@if [ -f js/package.json ]; then cd js && npm run --silent typecheck && npm run --silent test; fi
 
-# Units and real-browser widget tests, then every notebook top to bottom in its small mode.
+# Units and real-browser widget tests, every module's docstring examples, then every notebook top
+# to bottom in its small mode.
 pytest: install chromium
 	$(PY) -m pytest tests
+	$(PY) -m pytest --doctest-modules grokviz -p no:cacheprovider -q
 	GROKVIZ_SMALL=1 HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks --nbval-lax --nbval-cell-timeout=180 \
 	  --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from grokviz._forward import _Encoded, _trace_encoded
-from grokviz.checkpoints import Checkpoint
 from grokviz.testing import TINY_CONFIGS, char_tokenizer, tiny_config
+from grokviz.tracing import Checkpoint
+from grokviz.tracing._forward import _Encoded, _trace_encoded
 
 
 def build_model(args: argparse.Namespace) -> Any:

@@ -1,8 +1,8 @@
 """grokviz: see memorization turn into generalization inside Mixture-of-Experts language models.
 
-The modules follow the data: :mod:`grokviz.checkpoints` -> :mod:`grokviz.trace` (whose
-``trace()`` fills a :class:`TraceStore`) -> :mod:`grokviz.pathways` -> :mod:`grokviz.metrics` ->
-:mod:`grokviz.widgets`. The top-level API is small and imported lazily, so ``import grokviz``
+The packages follow the data: :mod:`grokviz.tracing` (checkpoints -> losses and routing;
+:func:`trace` fills a :class:`TraceStore`) -> :mod:`grokviz.store` -> :mod:`grokviz.pathways` ->
+:mod:`grokviz.metrics` -> :mod:`grokviz.widgets`. The top-level API is small and imported lazily, so ``import grokviz``
 stays fast: torch, transformers and the widget stack load only when first used.
 """
 
@@ -19,10 +19,11 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "Checkpoint": "grokviz.checkpoints",
-    "list_checkpoints": "grokviz.checkpoints",
-    "load_model": "grokviz.checkpoints",
-    "iter_trace": "grokviz.trace",
+    "Checkpoint": "grokviz.tracing",
+    "list_checkpoints": "grokviz.tracing",
+    "load_model": "grokviz.tracing",
+    "iter_trace": "grokviz.tracing",
+    "trace": "grokviz.tracing",
     "TraceStore": "grokviz.store",
     "analyze": "grokviz.metrics",
 }
@@ -35,13 +36,13 @@ __all__ = [
     "iter_trace",
     "list_checkpoints",
     "load_model",
+    "trace",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grokviz.checkpoints import Checkpoint, list_checkpoints, load_model
     from grokviz.metrics.analyze import analyze
     from grokviz.store import TraceStore
-    from grokviz.trace import iter_trace
+    from grokviz.tracing import Checkpoint, iter_trace, list_checkpoints, load_model, trace
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

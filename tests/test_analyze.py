@@ -394,9 +394,9 @@ def test_cli_errors_are_one_line_exit_2(
 def test_real_trace_of_tiny_olmoe_checkpoints(tmp_path: Path) -> None:
     """End to end: tiny OLMoE checkpoints -> grokviz.trace -> analyze, checked by hand."""
     torch = pytest.importorskip("torch")
+    from grokviz import trace
     from grokviz.metrics.consistency import consistency
     from grokviz.testing import char_tokenizer, tiny_moe
-    from grokviz.trace import trace
 
     tok = char_tokenizer()
     for i, step in enumerate([10, 20, 30]):

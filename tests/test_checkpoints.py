@@ -13,17 +13,17 @@ import pytest
 import torch
 from huggingface_hub.hf_api import GitRefInfo, GitRefs
 
-from grokviz.checkpoints import (
+from grokviz.errors import CheckpointNotFoundError, NotMoEError, UnsafeCheckpointError
+from grokviz.schema import CHECKPOINTS
+from grokviz.testing import char_tokenizer, tiny_dense, tiny_moe
+from grokviz.tracing import (
+    SUPPORTED_ARCHITECTURES,
     Checkpoint,
     checkpoints_frame,
     list_checkpoints,
     load_model,
     parse_step,
 )
-from grokviz.errors import CheckpointNotFoundError, NotMoEError, UnsafeCheckpointError
-from grokviz.routing import SUPPORTED_ARCHITECTURES
-from grokviz.schema import CHECKPOINTS
-from grokviz.testing import char_tokenizer, tiny_dense, tiny_moe
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,7 @@ def test_identity_tracks_the_weights(run, tmp_path):
 
 def test_identity_of_large_files_samples_them(tmp_path, monkeypatch):
     """Above the full-hash limit, a change in a sampled block still changes the hash."""
-    import grokviz.checkpoints as checkpoints
+    import grokviz.tracing._checkpoints as checkpoints
 
     monkeypatch.setattr(checkpoints, "_FULL_HASH_LIMIT", 1024)
     monkeypatch.setattr(checkpoints, "_BLOCK", 16)

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from grokviz._cli_trace import main
+from grokviz.cli._trace import main
 from grokviz.store import TraceStore
 from grokviz.testing import char_tokenizer, tiny_dense
 
@@ -121,7 +121,7 @@ def test_killed_run_resumes_without_recomputing(
     argv = [str(run), "--samples", str(samples), "--out", str(store), "--shard-size", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "grokviz.cli", "trace", *argv, "--no-progress"],
+        [sys.executable, "-m", "grokviz", "trace", *argv, "--no-progress"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from grokviz.errors import NotMoEError
-from grokviz.routing import (
+from grokviz.testing import _COMMON, TINY_CONFIGS, tiny_dense, tiny_moe
+from grokviz.tracing import (
     SUPPORTED_ARCHITECTURES,
     capture_routing,
     moe_info,
     router_weight_rows,
 )
-from grokviz.testing import _COMMON, TINY_CONFIGS, tiny_dense, tiny_moe
 
 # More architectures grokviz routes, built here rather than in grokviz.testing.TINY_CONFIGS so
 # that other test modules iterating over TINY_CONFIGS stay quick.

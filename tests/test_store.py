@@ -12,12 +12,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from grokviz import schema  # noqa: E402
-from grokviz.checkpoints import list_checkpoints  # noqa: E402
 from grokviz.errors import CheckpointNotFoundError, EmptyInputError, TraceStoreError  # noqa: E402
-from grokviz.routing import router_weight_rows  # noqa: E402
 from grokviz.store import TraceStore  # noqa: E402
 from grokviz.testing import char_tokenizer, tiny_moe  # noqa: E402
-from grokviz.trace import iter_trace, trace  # noqa: E402
+from grokviz.tracing import iter_trace, list_checkpoints, router_weight_rows, trace  # noqa: E402
 
 STEPS = (100, 200, 300)
 N_LAYERS = 2
@@ -108,7 +106,7 @@ def test_store_round_trip(run: Path, tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="nope"):
         reopened.routing_array(ckpt.label, sample_ids=["nope"])
 
-    from grokviz.checkpoints import load_model
+    from grokviz.tracing import load_model
 
     model, _ = load_model(ckpt)
     np.testing.assert_array_equal(

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from grokviz import schema  # noqa: E402
 from grokviz.errors import EmptyInputError, NotMoEError  # noqa: E402
 from grokviz.testing import char_tokenizer, tiny_dense, tiny_moe  # noqa: E402
-from grokviz.trace import TraceBatch, iter_trace  # noqa: E402
+from grokviz.tracing import TraceBatch, iter_trace  # noqa: E402
 
 TEXTS = {
     "short": "hi",
@@ -219,7 +219,7 @@ def test_out_of_memory_halves_the_batch_and_continues(
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(model, "forward", flaky)
-    with caplog.at_level(logging.WARNING, logger="grokviz.trace"):
+    with caplog.at_level(logging.WARNING, logger="grokviz.tracing"):
         got = _run(model, _samples(), batch_size=6)
     assert sizes[:2] == [6, 3]  # halved until it fits, then kept small
     assert max(sizes[1:]) == 3

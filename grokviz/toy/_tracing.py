@@ -112,7 +112,7 @@ def trace_checkpoints(
     >>> trace_checkpoints(open_run("data/samples/toy"))  # doctest: +SKIP
     PosixPath('data/samples/toy/trace')
     """
-    from grokviz.trace import trace
+    from grokviz.tracing import trace
 
     target = Path(store) if store is not None else run.out / "trace"
     samples = conform(run.samples.select(list(SAMPLES)), SAMPLES, name="samples")

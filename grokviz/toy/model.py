@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 CHECKPOINT_FORMAT = "step-{step:06d}"
-"""Name of a checkpoint folder; ``grokviz.checkpoints`` reads the step from it."""
+"""Name of a checkpoint folder; ``grokviz.tracing`` reads the step from it."""
 
 
 @dataclass(frozen=True)

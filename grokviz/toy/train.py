@@ -66,8 +66,9 @@ class ToyConfig(JsonConfig):
     eval_every: int = 50
     seed: int = 0
     threads: int = 2
-    """Intra-op threads. The same seed and thread count give the same run on any machine; another
-    thread count sums in another order and gives a slightly different (equally valid) run."""
+    """Intra-op threads. The same seed and thread count give a bit-identical run on the same
+    machine. Another thread count, or another CPU (instruction set, BLAS), sums in another order
+    and gives a slightly different, equally valid run that drifts from this one as it trains."""
 
     def __post_init__(self) -> None:
         if len(self.train_fraction) != len(self.operations):

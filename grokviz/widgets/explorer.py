@@ -223,7 +223,7 @@ class Explorer(ipywidgets.VBox):
         source = str(change["new"]).strip()
         if not source:
             return
-        from grokviz.checkpoints import list_checkpoints
+        from grokviz.tracing import list_checkpoints
 
         try:
             found = list_checkpoints(source)
@@ -341,7 +341,7 @@ class Explorer(ipywidgets.VBox):
             self._thread.join(timeout)
 
     def _run(self, checkpoint: Any, key: tuple[str, str], samples: pl.DataFrame) -> None:
-        from grokviz.trace import iter_trace
+        from grokviz.tracing import iter_trace
 
         label = checkpoint.label
         n = 0

@@ -1,6 +1,6 @@
 """The trace store's on-disk format: file names, format version and the identity of its samples.
 
-:mod:`grokviz.store` reads stores in this format and :mod:`grokviz._store_write` writes them;
+:mod:`grokviz.store` reads stores in this format and :mod:`grokviz.store._writer` writes them;
 both take the names from here (the layout is drawn in :mod:`grokviz.store`'s docstring). A store
 holds one sample set: :func:`check_samples` vets a samples table before it is traced and
 :func:`samples_hash` identifies the set, so a store can tell more of the same samples from others.

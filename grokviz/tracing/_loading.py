@@ -1,13 +1,11 @@
 """Load a checkpoint's model and tokenizer safely: safetensors only, no remote code unless asked.
 
-:func:`load_model` (re-exported by :mod:`grokviz.checkpoints`, where users find it) checks a
-checkpoint's weight files before transformers sees them: a folder or hub revision with only
+:func:`load_model` checks a checkpoint's weight files before transformers sees them: a folder or hub revision with only
 pickle weights (``*.bin``, ``*.pt``, ``*.pth``), which can run arbitrary code when loaded, needs
 ``allow_pickle=True``. The model must be an MoE that grokviz can route; the tokenizer is the
 checkpoint's own or, for a local checkpoint, its run folder's.
 
-Finding checkpoints and their identities stays in :mod:`grokviz.checkpoints`. Because that module
-re-exports :func:`load_model`, this one imports from it inside the functions that need it.
+Finding checkpoints and their identities is :mod:`grokviz.tracing._checkpoints`'s.
 """
 
 from __future__ import annotations
@@ -17,38 +15,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grokviz.errors import CheckpointNotFoundError, UnsafeCheckpointError
+from grokviz.tracing._checkpoints import (
+    Checkpoint,
+    _hub_commit,
+    _hub_refs,
+    _weight_files,
+    as_checkpoint,
+)
 
 if TYPE_CHECKING:
     import torch
 
-    from grokviz.checkpoints import Checkpoint
-
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
-
-
-def _as_checkpoint(checkpoint: Checkpoint | str | os.PathLike[str]) -> Checkpoint:
-    from grokviz.checkpoints import Checkpoint, _looks_like_repo
-
-    if isinstance(checkpoint, Checkpoint):
-        return checkpoint
-    text = os.fspath(checkpoint)
-    path = Path(text).expanduser()
-    if path.exists():
-        return Checkpoint(str(path))
-    repo, _, revision = text.partition("@")
-    if _looks_like_repo(repo):
-        return Checkpoint(repo, revision=revision or "main")
-    msg = (
-        f"no checkpoint folder at {text!r} and it is not a hub repository id "
-        "('owner/name' or 'owner/name@revision')"
-    )
-    raise CheckpointNotFoundError(msg)
 
 
 def _check_local_weights(folder: Path, *, allow_pickle: bool) -> bool:
     """Validate a local folder; return whether to load safetensors."""
-    from grokviz.checkpoints import _weight_files
-
     if not (folder / "config.json").is_file():
         msg = f"{str(folder)!r} is not a checkpoint folder: it has no config.json"
         raise CheckpointNotFoundError(msg)
@@ -76,8 +58,6 @@ def _check_hub_weights(checkpoint: Checkpoint, *, allow_pickle: bool) -> bool:
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
-
-    from grokviz.checkpoints import _hub_commit, _hub_refs
 
     repo, revision = checkpoint.source, checkpoint.sha or checkpoint.revision
     try:
@@ -160,7 +140,7 @@ def load_model(
         Only pickle weights and ``allow_pickle=False``.
     NotMoEError
         The model is dense or of an architecture grokviz cannot route (see
-        ``grokviz.routing.SUPPORTED_ARCHITECTURES``).
+        ``grokviz.tracing._routing.SUPPORTED_ARCHITECTURES``).
 
     Examples
     --------
@@ -170,9 +150,9 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from grokviz.routing import moe_info
+    from grokviz.tracing._routing import moe_info
 
-    ckpt = _as_checkpoint(checkpoint)
+    ckpt = as_checkpoint(checkpoint)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if ckpt.is_local:
         folder = Path(ckpt.source).expanduser()

@@ -25,7 +25,9 @@ import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz._forward import (
+from grokviz.errors import EmptyInputError
+from grokviz.store import TraceStore, check_samples
+from grokviz.tracing._forward import (
     TraceBatch,
     _check_batch_size,
     _encode,
@@ -33,15 +35,13 @@ from grokviz._forward import (
     _trace_encoded,
     _warn_truncated,
 )
-from grokviz.errors import EmptyInputError
-from grokviz.store import TraceStore, check_samples
 
 if TYPE_CHECKING:
-    from grokviz.checkpoints import Checkpoint
+    from grokviz.tracing._checkpoints import Checkpoint
 
 __all__ = ["TraceBatch", "iter_trace", "trace"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("grokviz.tracing")
 
 # ---------------------------------------------------------------------------------------------
 # tokenization
@@ -54,7 +54,7 @@ def _progress(total: int, *, enabled: bool, desc: str) -> Any:
 
 
 def _as_checkpoint(source: Any) -> Checkpoint:
-    from grokviz.checkpoints import Checkpoint, list_checkpoints
+    from grokviz.tracing._checkpoints import Checkpoint, list_checkpoints
 
     if isinstance(source, Checkpoint):
         return source
@@ -142,7 +142,7 @@ def iter_trace(
     _check_batch_size(batch_size)
     frame = check_samples(samples)
     if isinstance(source, (str, os.PathLike)) or _is_checkpoint(source):
-        from grokviz.checkpoints import load_model
+        from grokviz.tracing._loading import load_model
 
         checkpoint = _as_checkpoint(source)
         model, loaded_tokenizer = load_model(
@@ -159,7 +159,7 @@ def iter_trace(
             model.to(**moves)
         if checkpoint is None:
             checkpoint = _anonymous_checkpoint(model)
-    from grokviz.routing import moe_info
+    from grokviz.tracing._routing import moe_info
 
     moe_info(model)  # a dense model fails here, before any tokenizing
     encoded = _encode(tokenizer, frame, max_length=max_length)
@@ -189,13 +189,13 @@ def _stream(
 def _is_checkpoint(obj: Any) -> bool:
     if type(obj).__name__ != "Checkpoint":
         return False
-    from grokviz.checkpoints import Checkpoint
+    from grokviz.tracing._checkpoints import Checkpoint
 
     return isinstance(obj, Checkpoint)
 
 
 def _anonymous_checkpoint(model: Any) -> Checkpoint:
-    from grokviz.checkpoints import Checkpoint
+    from grokviz.tracing._checkpoints import Checkpoint
 
     name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "model")
     return Checkpoint(source=name, revision=None, step=None, tokens=None, label=name)
@@ -206,7 +206,7 @@ def _anonymous_checkpoint(model: Any) -> Checkpoint:
 
 
 def _resolve_checkpoints(checkpoints: Any) -> list[Checkpoint]:
-    from grokviz.checkpoints import list_checkpoints
+    from grokviz.tracing._checkpoints import list_checkpoints
 
     items = (
         [checkpoints]
@@ -237,7 +237,7 @@ def _identity(checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 def _model_record(model: Any) -> dict[str, Any]:
-    from grokviz.routing import moe_info
+    from grokviz.tracing._routing import moe_info
 
     info = moe_info(model)
     return {
@@ -251,7 +251,7 @@ def _model_record(model: Any) -> dict[str, Any]:
 
 
 def _routers_frame(model: Any, checkpoint: Checkpoint) -> pl.DataFrame:
-    from grokviz.routing import router_weight_rows
+    from grokviz.tracing._routing import router_weight_rows
 
     rows = router_weight_rows(model).numpy()  # [L, K, d]
     n_layers, n_experts, width = rows.shape
@@ -326,7 +326,7 @@ def trace(
     >>> store = trace("runs/olmoe-tiny", samples, "traces/olmoe-tiny")  # doctest: +SKIP
     >>> store.losses().height  # doctest: +SKIP
     """
-    from grokviz.checkpoints import load_model
+    from grokviz.tracing._loading import load_model
 
     _check_batch_size(batch_size)
     frame = check_samples(samples)

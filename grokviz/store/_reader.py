@@ -11,7 +11,7 @@ Layout::
         routing-00000.parquet   schema.ROUTING rows of shard 0
         token_routing-00000.parquet
 
-Every file is written atomically (:mod:`grokviz._files`: temporary file in the same folder, fsync,
+Every file is written atomically (:mod:`grokviz.store._files`: temporary file in the same folder, fsync,
 ``os.replace``) and the manifest is rewritten after each finished part, so an interrupted run never
 leaves a half written file and only parts listed in the manifest are ever read. Files of a part
 that is not in the manifest (an interrupted run) are overwritten when the part is computed again.
@@ -21,8 +21,8 @@ A store holds one sample set traced with one set of parameters (``max_length``, 
 texts) appends them as new shards; anything else needs a new store folder.
 
 This module holds :class:`TraceStore`'s opening and reading; the file names and sample-set
-checks are in :mod:`grokviz._store_format`, and what the tracer calls to write a store in
-:mod:`grokviz._store_write` (a mixin of :class:`TraceStore`).
+checks are in :mod:`grokviz.store._format`, and what the tracer calls to write a store in
+:mod:`grokviz.store._writer` (a mixin of :class:`TraceStore`).
 """
 
 from __future__ import annotations
@@ -37,14 +37,9 @@ import numpy as np
 import polars as pl
 
 from grokviz import schema
-
-# Re-exported: these lived here before the writing helpers got their own modules.
-from grokviz._files import _TMP_SUFFIX as _TMP_SUFFIX
-from grokviz._files import _fsync_dir as _fsync_dir
-from grokviz._files import atomic_write as atomic_write
-from grokviz._files import write_json as write_json
-from grokviz._files import write_parquet
-from grokviz._store_format import (
+from grokviz.errors import TraceStoreError
+from grokviz.store._files import write_parquet
+from grokviz.store._format import (
     FORMAT,
     MANIFEST,
     ROUTERS_FILE,
@@ -53,11 +48,7 @@ from grokviz._store_format import (
     part_name,
     samples_hash,
 )
-from grokviz._store_format import TABLES as TABLES
-from grokviz._store_format import _folder_name as _folder_name
-from grokviz._store_format import check_samples as check_samples
-from grokviz._store_write import _StoreWriter
-from grokviz.errors import TraceStoreError
+from grokviz.store._writer import _StoreWriter
 
 _RERUN = "delete it and re-run `grokviz trace` with the same arguments, which recomputes it"
 

@@ -15,11 +15,11 @@ from typing import Any
 # subcommand -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "trace": (
-        "grokviz._cli_trace",
+        "grokviz.cli._trace",
         "trace checkpoints: per-sample losses and routing into a trace store",
     ),
     "metrics": (
-        "grokviz._cli_metrics",
+        "grokviz.cli._metrics",
         "pathway metrics of a trace store, optionally against accuracy",
     ),
     "toy": ("grokviz.toy.__main__", "train and inspect the tiny OLMoE toy runs that grok on a CPU"),

@@ -14,8 +14,7 @@ with every tensor's name, dtype, shape and offset) and 32 evenly spaced 1 MiB bl
 parameter, so the sample catches any real change in weights. An edit confined to unsampled bytes
 of a large file is not detected.
 
-This module finds checkpoints and says what they are; loading one is :mod:`grokviz._loading`'s
-(its :func:`load_model` is re-exported here).
+This module finds checkpoints and says what they are; :mod:`grokviz.tracing._loading` loads one.
 """
 
 from __future__ import annotations
@@ -30,20 +29,10 @@ from pathlib import Path
 
 import polars as pl
 
-# Loading moved to grokviz._loading; its names stay importable from here.
-from grokviz._loading import _PICKLE_SUFFIXES as _PICKLE_SUFFIXES
-from grokviz._loading import _TOKENIZER_FILES as _TOKENIZER_FILES
-from grokviz._loading import _as_checkpoint as _as_checkpoint
-from grokviz._loading import _check_hub_weights as _check_hub_weights
-from grokviz._loading import _check_local_weights as _check_local_weights
-from grokviz._loading import _has_tokenizer as _has_tokenizer
-from grokviz._loading import _load_tokenizer as _load_tokenizer
-from grokviz._loading import _resolve_dtype as _resolve_dtype
-from grokviz._loading import load_model
 from grokviz.errors import CheckpointNotFoundError
 from grokviz.schema import CHECKPOINTS, conform
 
-__all__ = ["Checkpoint", "checkpoints_frame", "list_checkpoints", "load_model", "parse_step"]
+__all__ = ["Checkpoint", "as_checkpoint", "checkpoints_frame", "list_checkpoints", "parse_step"]
 
 _STEP = re.compile(
     r"(?<![a-z])(?:global_step|step|checkpoint|ckpt|iteration|iter)[-_]?(\d+)", re.IGNORECASE
@@ -288,6 +277,36 @@ def _hub_commit(repo: str, revision: str) -> str:
         )
         raise CheckpointNotFoundError(msg)
     return refs[revision]
+
+
+def as_checkpoint(checkpoint: Checkpoint | str | os.PathLike[str]) -> Checkpoint:
+    """The one checkpoint ``checkpoint`` names: a :class:`Checkpoint`, a checkpoint folder, or a
+    hub id ``"owner/name"`` / ``"owner/name@revision"`` (default revision ``main``).
+
+    Raises
+    ------
+    CheckpointNotFoundError
+        Neither an existing path nor a hub repository id.
+
+    Examples
+    --------
+    >>> as_checkpoint("allenai/OLMoE-1B-7B-0924@step5000-tokens20B").step
+    5000
+    """
+    if isinstance(checkpoint, Checkpoint):
+        return checkpoint
+    text = os.fspath(checkpoint)
+    path = Path(text).expanduser()
+    if path.exists():
+        return Checkpoint(str(path))
+    repo, _, revision = text.partition("@")
+    if _looks_like_repo(repo):
+        return Checkpoint(repo, revision=revision or "main")
+    msg = (
+        f"no checkpoint folder at {text!r} and it is not a hub repository id "
+        "('owner/name' or 'owner/name@revision')"
+    )
+    raise CheckpointNotFoundError(msg)
 
 
 def list_checkpoints(

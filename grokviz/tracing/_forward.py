@@ -1,8 +1,8 @@
 """One batch through the model: padded forward pass, per-sample loss and routing reductions.
 
-:mod:`grokviz.trace` streams batches from here: :func:`_trace_encoded` runs pre-tokenized samples
+:mod:`grokviz.tracing._run` streams batches from here: :func:`_trace_encoded` runs pre-tokenized samples
 longest first, halving the batch on out-of-memory errors, and yields
-:class:`~grokviz.trace.TraceBatch` frames. All reductions happen on the model's device; only the
+:class:`~grokviz.tracing._run.TraceBatch` frames. All reductions happen on the model's device; only the
 small per-sample arrays are copied to the host.
 """
 
@@ -23,10 +23,10 @@ from grokviz import schema
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from grokviz.checkpoints import Checkpoint
-    from grokviz.routing import RoutingCapture
+    from grokviz.tracing._checkpoints import Checkpoint
+    from grokviz.tracing._routing import RoutingCapture
 
-logger = logging.getLogger("grokviz.trace")
+logger = logging.getLogger("grokviz.tracing")
 
 
 @dataclass
@@ -360,7 +360,7 @@ def _trace_encoded(
     """Trace pre-tokenized samples with a loaded model, longest first, halving batches on OOM."""
     import torch
 
-    from grokviz.routing import capture_routing
+    from grokviz.tracing._routing import capture_routing
 
     device = _model_device(model)
     pad_id = tokenizer.pad_token_id

@@ -66,8 +66,7 @@ def _split(text: str | None) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from grokviz.checkpoints import list_checkpoints
-    from grokviz.trace import trace
+    from grokviz.tracing import list_checkpoints, trace
 
     samples = read_table(args.samples, what="samples")
     revisions = _split(args.revisions) or None

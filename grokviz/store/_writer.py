@@ -5,7 +5,7 @@ tracer calls. It keeps the store's promises (DESIGN.md §2): one writer at a tim
 lock), checkpoints of different weights never mixed under one label, a sample set only ever
 extended, and the manifest rewritten after every finished part, so an interrupted run resumes
 with exactly the parts whose files are missing or damaged. Every file goes through
-:mod:`grokviz._files`, so none is ever half written.
+:mod:`grokviz.store._files`, so none is ever half written.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from grokviz._files import _TMP_SUFFIX, write_json, write_parquet
-from grokviz._store_format import (
+from grokviz.errors import TraceStoreError
+from grokviz.store._files import _TMP_SUFFIX, write_json, write_parquet
+from grokviz.store._format import (
     MANIFEST,
     ROUTERS_FILE,
     SAMPLES_FILE,
@@ -27,7 +28,6 @@ from grokviz._store_format import (
     part_name,
     samples_hash,
 )
-from grokviz.errors import TraceStoreError
 
 
 class _StoreWriter:
