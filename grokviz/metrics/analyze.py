@@ -204,6 +204,10 @@ def analyze(
     if engine not in ("local", "ray"):
         msg = f"engine must be 'local' or 'ray', got {engine!r}"
         raise InputError(msg)
+    if engine == "ray":
+        from grokviz._ray import import_ray
+
+        import_ray()  # without Ray, say so (and the extra to install) before reading anything
     if device is not None and engine == "local":
         from grokviz.tracing import resolve_device
 

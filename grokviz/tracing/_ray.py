@@ -232,8 +232,10 @@ def trace_ray(
     """:func:`grokviz.trace` on a Ray cluster (``engine="ray"``); see the module docstring."""
     from tqdm.auto import tqdm
 
-    from grokviz._ray import connect, describe_resources, plan_workers, resources
+    from grokviz._ray import connect, describe_resources, import_ray, plan_workers, resources
     from grokviz.tracing._run import _plans, _report, _Tally, _warn_nonfinite
+
+    import_ray()  # without Ray, say so (and the extra to install) before reading anything
 
     if not is_checkpoint_like(checkpoints) and hasattr(checkpoints, "config"):
         msg = (
