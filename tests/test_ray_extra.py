@@ -66,3 +66,12 @@ def test_ray_options_without_ray_engine_are_refused(run: Path, tmp_path: Path, c
     with pytest.raises(ValueError, match="gpus_per_worker apply to engine='ray' only"):
         trace(run, make_samples(2), tmp_path / "s", gpus_per_worker=1)
     assert not (tmp_path / "s").exists()
+
+
+def test_object_storage_is_refused_for_a_ray_store(run: Path, tmp_path: Path) -> None:
+    # refused before a cluster is looked for, and no local folder named "s3:" appears
+    with pytest.raises(ValueError, match="object storage has neither the locks"):
+        trace(run, make_samples(2), "s3://bucket/traces/olmoe", engine="ray")
+    with pytest.raises(ValueError, match="object storage"):  # as the CLI passes it
+        trace(run, make_samples(2), Path("gs://bucket/olmoe"), engine="ray")
+    assert not Path("s3:").exists() and not Path("gs:").exists()

@@ -34,6 +34,7 @@ import collections
 import dataclasses
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -48,6 +49,7 @@ from grokviz.tracing._prepare import check_select, check_trace_args, is_checkpoi
 logger = logging.getLogger("grokviz.tracing")
 
 Unit = tuple[str, int | str]  # (checkpoint label, shard index or "routers")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")  # a scheme: s3://, gs://; not C:/ on Windows
 _MAX_ATTEMPTS = 3  # workers a unit may take down before the trace stops
 _POLL_S = 0.5  # how often the driver looks up from ray.wait (so Ctrl-C is prompt)
 _WAITING_NOTE_S = 60.0  # after this long with no worker placed, say so
@@ -235,8 +237,6 @@ def trace_ray(
     from grokviz._ray import connect, describe_resources, import_ray, plan_workers, resources
     from grokviz.tracing._run import _plans, _report, _Tally, _warn_nonfinite
 
-    import_ray()  # without Ray, say so (and the extra to install) before reading anything
-
     if not is_checkpoint_like(checkpoints) and hasattr(checkpoints, "config"):
         msg = (
             "engine='ray' traces checkpoints that every worker loads itself (folders on a shared "
@@ -244,6 +244,14 @@ def trace_ray(
             "them. Save it (model.save_pretrained) or trace it with engine='local'"
         )
         raise InputError(msg)
+    if _URL.match(str(store)):  # s3://..., also as a Path, which makes it "s3:/..."
+        msg = (
+            f"the trace store {str(store)!r} is a URL: object storage has neither the locks nor "
+            "the atomic renames that workers writing one store need. Trace into a folder on a "
+            "filesystem every node mounts (NFS, Lustre), then copy the finished store to the bucket"
+        )
+        raise InputError(msg)
+    import_ray()  # without Ray, say so (and the extra to install) before reading anything
     check_trace_args(batch_size=batch_size, max_length=max_length, on_nonfinite=on_nonfinite)
     frame = check_samples(samples)
     selected = check_select(select, frame["sample_id"].to_list())
