@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from grokviz.errors import InputError, MissingDependencyError
 from grokviz.metrics._myers import _Myers, _pad, _Seqs
 from grokviz.pathways import PackedPathways, symbols_to_strings
 
@@ -96,11 +97,11 @@ def _resolve(backend: Backend, device: Any) -> tuple[str, Any]:
     """The backend to run and its device: a torch device, None (rapidfuzz) or a device name."""
     if backend not in _BACKENDS:
         msg = f"backend must be one of {list(_BACKENDS)}; got {backend!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
     if backend == "rapidfuzz":
         if device is not None and str(device) != "cpu":
             msg = f"the rapidfuzz backend runs on the CPU; use backend='torch' for device {device}"
-            raise ValueError(msg)
+            raise InputError(msg)
         return "rapidfuzz", None
     import torch
 
@@ -112,7 +113,7 @@ def _resolve(backend: Backend, device: Any) -> tuple[str, Any]:
         name = str(device)
         if name != "cpu" and not name.startswith("cuda"):
             msg = f"the stringzilla backend runs on the CPU or a CUDA GPU; got device {device!r}"
-            raise ValueError(msg)
+            raise InputError(msg)
         return "stringzilla", "cuda:0" if name == "cuda" else name
 
     if device is None:
@@ -226,7 +227,7 @@ def _check_n_pairs(n_pairs: NPairs) -> None:
         return
     if isinstance(n_pairs, str) or n_pairs < 2:
         msg = f"n_pairs must be 'auto', None or at least 2 (for an interval); got {n_pairs!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
 
 
 def _sample_size(n_pairs: NPairs, lengths: np.ndarray, population: int) -> int | None:
@@ -255,7 +256,7 @@ def _stringzilla() -> tuple[Any, Any]:
             'pip install "grokviz[stringzilla]" (CPU cores) or '
             '"grokviz[stringzilla-cuda]" (NVIDIA GPUs)'
         )
-        raise ImportError(msg) from exc
+        raise MissingDependencyError(msg) from exc
     return stringzilla, stringzillas
 
 
@@ -268,7 +269,7 @@ def _sz_bytes(*groups: _Seqs) -> list[list[bytes]]:
             f"backend='stringzilla' compares bytes, so it takes at most {_BYTE_ALPHABET} distinct "
             f"symbols; these pathways use {top + 1}: use backend='torch' or 'rapidfuzz'"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     out = []
     for g in dense:
         flat = g.symbols[g.symbols >= 0].astype(np.uint8).tobytes()
@@ -298,13 +299,13 @@ def _sz_matrix(a: list[bytes], b: list[bytes] | None, device: str) -> np.ndarray
     return np.asarray(out).astype(np.int32)
 
 
-def _sz_no_pairs() -> ValueError:
+def _sz_no_pairs() -> InputError:
     msg = (
         "backend='stringzilla' scores whole matrices (StringZilla's engines compute cross "
         "products), not chosen pairs; for sampled means or pair lists use backend='torch' or "
         "'rapidfuzz'"
     )
-    return ValueError(msg)
+    return InputError(msg)
 
 
 # ---------------------------------------------------------------------------------------------
