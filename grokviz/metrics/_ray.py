@@ -31,7 +31,7 @@ _POLL_S = 0.5  # how often the driver looks up from ray.wait (so Ctrl-C is promp
 
 
 def _checkpoint_task(
-    work: Callable[..., tuple[list[dict], str | None]],
+    work: Callable[..., tuple[list[dict], str | None, list[Any]]],
     store: str,
     label: str,
     step: int,
@@ -39,7 +39,7 @@ def _checkpoint_task(
     skip: set[str],
     device: str,
     threads: int,
-) -> tuple[list[dict], str | None]:
+) -> tuple[list[dict], str | None, list[Any]]:
     """One checkpoint's rows, computed where Ray placed this task."""
     import torch
 
@@ -52,7 +52,7 @@ def _checkpoint_task(
 
 
 def map_checkpoints(
-    work: Callable[..., tuple[list[dict], str | None]],
+    work: Callable[..., tuple[list[dict], str | None, list[Any]]],
     src: Any,
     ckpts: pl.DataFrame,
     losses: pl.DataFrame,
@@ -61,7 +61,7 @@ def map_checkpoints(
     address: str | None,
     device: Any,
     progress: bool,
-) -> Iterator[tuple[list[dict], str | None]]:
+) -> Iterator[tuple[list[dict], str | None, list[Any]]]:
     """``work`` for every checkpoint of ``ckpts``, as Ray tasks; yields results as they finish.
 
     Raises

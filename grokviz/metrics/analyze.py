@@ -20,6 +20,7 @@ import polars as pl
 
 from grokviz import schema
 from grokviz.errors import EmptyInputError, InputError, StoreDamagedError, TraceStoreError
+from grokviz.metrics.distance import DistanceEstimate, SampledDistanceWarning
 from grokviz.metrics.onsets import memorization_onsets
 from grokviz.metrics.stats import bootstrap_mean
 
@@ -114,7 +115,7 @@ def analyze(
     delta: float = 0.05,
     memorized_only: bool = True,
     groups: GroupKind | Sequence[GroupKind] = _GROUP_KINDS,  # type: ignore[assignment]
-    n_pairs: int | None = None,
+    n_pairs: int | Literal["auto"] | None = "auto",
     layers: Sequence[int] | None = None,
     per_layer: bool = False,
     n_boot: int = 1000,
@@ -145,6 +146,9 @@ def analyze(
     ``"Pretrain@<step>"``. A distance needs 2 samples, so groups of one sample have no distance
     rows. Intervals of means are percentile bootstraps over samples; the distance interval is
     the one :func:`~grokviz.metrics.distance.mean_pairwise_distance` gives (none when exact).
+    By default a distance is exact where all pairs are affordable and estimated from a uniform
+    sample of pairs otherwise (``n_pairs="auto"``); sampled values carry their 95 % interval
+    and a :class:`~grokviz.metrics.distance.SampledDistanceWarning` says how many there are.
 
     Parameters
     ----------
@@ -164,7 +168,11 @@ def analyze(
     groups
         Which groupings to report: any of ``"global"``, ``"domain"``, ``"memorization"``.
     n_pairs
-        Sample this many pairs for each distance instead of all pairs (large groups).
+        Pairs per distance value. ``"auto"``: all pairs while that costs at most about 20,000
+        pairs of the paper's 470-symbol pathways (a second or so on 2 CPU cores), else a
+        uniform sample of that cost (:func:`~grokviz.metrics.distance.auto_pairs`; 10
+        checkpoints x 10,000 samples then take minutes, not hours). An int samples that many
+        pairs where a group has more; None computes every pair (exact; ~N^2/2 pairs per group).
     layers
         MoE layer indices to use (default all).
     per_layer
@@ -196,8 +204,12 @@ def analyze(
     Examples
     --------
     >>> import grokviz
-    >>> metrics = grokviz.analyze("traces/olmoe")  # doctest: +SKIP
-    >>> metrics.filter(metric="distance", group="global")  # doctest: +SKIP
+    >>> from grokviz.data import sample_data_dir
+    >>> store = grokviz.TraceStore.open(sample_data_dir() / "toy" / "trace")
+    >>> metrics = grokviz.analyze(store, n_boot=0, progress=False)
+    >>> distance = metrics.filter(metric="distance", group="global")
+    >>> distance.height == store.checkpoints().height  # one value per checkpoint
+    True
     """
     from tqdm.auto import tqdm
 
@@ -274,12 +286,17 @@ def analyze(
             for c, s in bar
         )
     rows: list[dict] = []
+    sampled: list[DistanceEstimate] = []  # distance values estimated from a sample of pairs
     no_routers = []
-    for ckpt_rows, note in done:
+    for ckpt_rows, note, ckpt_sampled in done:
         rows += ckpt_rows
+        sampled += ckpt_sampled
         no_routers += [note] if note else []
     if no_routers:
         warnings.warn(no_routers[0], stacklevel=2)
+    if sampled:
+        n_distances = sum(r["metric"].startswith("distance") for r in rows)
+        warnings.warn(_sampling_note(sampled, n_distances), SampledDistanceWarning, stacklevel=2)
     if accuracy is not None:
         acc = schema.conform(accuracy, schema.ACCURACY, name="accuracy")
         rows += [
@@ -309,13 +326,16 @@ def _checkpoint_rows(
     tau: float,
     top_k: int | None,
     unit: str,
-    n_pairs: int | None,
+    n_pairs: int | Literal["auto"] | None,
     per_layer: bool,
     n_boot: int,
     seed: int,
     device: Any,
-) -> tuple[list[dict], str | None]:
-    """Every metrics row of one checkpoint, and why consistency is missing (when it is).
+) -> tuple[list[dict], str | None, list[DistanceEstimate]]:
+    """One checkpoint's metrics rows, why consistency is missing, and its sampled distances.
+
+    The notes: a reason when the checkpoint has no router weights (else None), and the
+    distance estimates among the rows that come from a sample of pairs (for the warning).
 
     The work :func:`analyze` does per checkpoint, on its own so that both engines run it: the
     local loop, and a Ray task per checkpoint (:mod:`grokviz.metrics._ray`). It depends only on
@@ -351,6 +371,7 @@ def _checkpoint_rows(
     entropy = routing_entropy(weights, device=device)
 
     rows: list[dict] = []
+    sampled: list[DistanceEstimate] = []
     for group, sample_ids in members.items():
         idx = np.array([pos[s] for s in sample_ids if s in pos], dtype=np.int64)
         if idx.size == 0:
@@ -380,8 +401,9 @@ def _checkpoint_rows(
                 layer_names=layer_idx or list(range(weights.shape[1])),
                 seed=seed,
                 device=device,
+                sampled=sampled,
             )
-    return rows, note
+    return rows, note, sampled
 
 
 def _warn_partial(ckpts: pl.DataFrame) -> None:
@@ -442,11 +464,12 @@ def _distances(
     tau: float,
     top_k: int | None,
     unit: str,
-    n_pairs: int | None,
+    n_pairs: int | Literal["auto"] | None,
     per_layer: bool,
     layer_names: list[int],
     seed: int,
     device: Any,
+    sampled: list[DistanceEstimate],
 ) -> list[dict]:
     """Mean pairwise pathway distance of one group at one checkpoint (and per layer)."""
     from grokviz.metrics.distance import mean_pairwise_distance, per_layer_mean_distance
@@ -468,4 +491,21 @@ def _distances(
     for metric, est in estimates:
         lo, hi = (np.nan, np.nan) if est.exact else (float(est.ci_low), float(est.ci_high))
         rows.append(_row(*where, metric, float(est.value), lo, hi))
+        if not est.exact:
+            sampled.append(est)
     return rows
+
+
+def _sampling_note(sampled: list[DistanceEstimate], n_distances: int) -> str:
+    """One line saying which distance values are estimates and how far off they may be."""
+    sizes = sorted({e.n_pairs for e in sampled})
+    pairs = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}-{sizes[-1]:,}"
+    widest = max(
+        ((e.ci_high - e.ci_low) / 2 / e.value for e in sampled if e.value > 0), default=0.0
+    )
+    return (
+        f"{len(sampled)} of {n_distances} distance values are means of {pairs} uniformly "
+        f"sampled pairs, not of all pairs; their 95% intervals are in ci_low/ci_high, the widest "
+        f"+-{widest:.2%} of its value. Pass n_pairs=None for exact means over all pairs (slow "
+        "on a CPU for large groups)."
+    )

@@ -235,7 +235,7 @@ def trace_ray(
     from tqdm.auto import tqdm
 
     from grokviz._ray import connect, describe_resources, import_ray, plan_workers, resources
-    from grokviz.tracing._run import _plans, _report, _Tally, _warn_nonfinite
+    from grokviz.tracing._run import _plans, _Tally, _warn_nonfinite, _warn_truncated
 
     if not is_checkpoint_like(checkpoints) and hasattr(checkpoints, "config"):
         msg = (
@@ -318,7 +318,6 @@ def trace_ray(
                     label,
                     unit,
                 )
-                tally.waited += 1
                 claim = writer.claim(label, unit, blocking=True)
                 if claim is not None:
                     claim.release()  # free again: traced below if its holder did not finish
@@ -327,7 +326,7 @@ def trace_ray(
         finally:
             pool.shutdown()
             bar.close()
-        _report(tally, max_length)
+        _warn_truncated(tally.truncated, tally.encoded, max_length)
         for label, ids in tally.nonfinite.items():
             _warn_nonfinite(label, ids, stacklevel=4)
         return writer.store.refresh()
