@@ -29,10 +29,10 @@ from typing import Any
 
 import torch
 
-from grokviz.toy._loop import deterministic, score
-from grokviz.toy.model import olmoe_config
-from grokviz.toy.tasks import vocabulary
-from grokviz.toy.train import ToyConfig, _objective, _score_equations, config_samples
+from grokviz.toy.arithmetic.tasks import vocabulary
+from grokviz.toy.arithmetic.train import ToyConfig, _objective, _score_equations, config_samples
+from grokviz.toy.shared.loop import deterministic, score
+from grokviz.toy.shared.model import olmoe_config
 
 TARGET_S = 600.0
 

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, SAMPLES
-from grokviz.toy.tasks import OPERATIONS, encode, equation, make_samples, make_tokenizer
-from grokviz.toy.train import PRESETS, ToyConfig, ToyRun, checkpoint_steps, train
+from grokviz.toy.arithmetic.tasks import OPERATIONS, encode, equation, make_samples, make_tokenizer
+from grokviz.toy.arithmetic.train import PRESETS, ToyConfig, ToyRun, checkpoint_steps, train
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "samples" / "toy"
 
@@ -180,7 +180,7 @@ def test_logged_loss_is_what_the_tracer_measures(tiny_runs: tuple[ToyRun, ToyRun
 def test_full_prompt_weight_trains_on_the_mean_token_loss() -> None:
     import torch
 
-    from grokviz.toy.train import _objective
+    from grokviz.toy.arithmetic.train import _objective
 
     torch.manual_seed(0)
     logits = torch.randn(3, 5, 11)
@@ -193,7 +193,7 @@ def test_full_prompt_weight_trains_on_the_mean_token_loss() -> None:
 def test_learning_rate_warms_up_holds_then_decays_linearly_to_zero() -> None:
     import torch
 
-    from grokviz.toy.train import lr_factor
+    from grokviz.toy.arithmetic.train import lr_factor
 
     config = ToyConfig(warmup=10, decay=(300, 500), steps=600, checkpoints=(600,))
     factors = [lr_factor(config, s) for s in range(600)]
@@ -229,7 +229,7 @@ def test_a_decay_that_ends_before_it_starts_is_refused(decay: tuple[int, int]) -
 
 
 def test_a_shorter_run_keeps_the_checkpoints_inside_it_and_ends_on_one() -> None:
-    from grokviz.toy.train import with_steps
+    from grokviz.toy.arithmetic.train import with_steps
 
     full = PRESETS["default"]
     short = with_steps(full, 1200)
@@ -265,7 +265,7 @@ def test_shipped_run_memorizes_before_it_generalizes_in_every_group() -> None:
     """The issue's shape, read from the shipped dense log: each group's train accuracy reaches
     0.95 well before its test accuracy reaches 0.9, test accuracy is near chance while the
     training pairs are being memorized, and the groups generalize at different times."""
-    from grokviz.toy.report import log_delays
+    from grokviz.toy.arithmetic.report import log_delays
 
     run = ToyRun.load(SHIPPED)
     assert run.config == PRESETS["default"]  # `train --out …` with no options reproduces it
@@ -301,7 +301,7 @@ def test_the_documented_config_retrains_to_the_shipped_curves(tmp_path: Path) ->
     lands within CROSS_MACHINE_TOLERANCE of the shipped train and test accuracies, and shows the
     same shape there: train accuracy far ahead of test accuracy. Evaluation and saving do not
     touch the training trajectory, so a shorter run follows the shipped one step for step."""
-    from grokviz.toy.train import with_steps
+    from grokviz.toy.arithmetic.train import with_steps
 
     run = ToyRun.load(SHIPPED)
     early = [s for s in run.config.schedule() if s <= 250]
@@ -339,7 +339,7 @@ def test_shipped_checkpoints_load_offline_and_match_their_accuracy_table() -> No
 
 
 def test_delays_run_from_first_memorization_to_first_generalization() -> None:
-    from grokviz.toy.report import log_delays
+    from grokviz.toy.arithmetic.report import log_delays
 
     train = [0.1, 0.5, 0.96, 0.9, 1.0, 1.0]  # reaches 0.95 at step 20 (a dip later is allowed)
     test = [0.0, 0.1, 0.2, 0.3, 0.95, 0.92]  # reaches 0.9 at step 40
@@ -358,7 +358,7 @@ def test_delays_run_from_first_memorization_to_first_generalization() -> None:
 
 
 def test_rise_starts_at_the_last_checkpoint_of_the_early_plateau() -> None:
-    from grokviz.toy.report import _rise_step
+    from grokviz.toy.arithmetic.report import _rise_step
 
     acc = pl.DataFrame(
         {"step": [1, 2, 3, 4, 5, 6], "task": "add", "accuracy": [0.02, 0.05, 0.03, 0.3, 0.8, 1.0]}
@@ -378,7 +378,7 @@ def test_shipped_trace_covers_every_checkpoint_and_sample() -> None:
 
 
 def test_run_loaders_say_which_run_a_folder_holds(tmp_path: Path) -> None:
-    from grokviz.toy.lm import LMRun
+    from grokviz.toy.lm.train import LMRun
 
     with pytest.raises(FileNotFoundError, match=r"python -m grokviz\.toy train --out"):
         ToyRun.load(tmp_path)

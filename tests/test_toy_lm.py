@@ -14,8 +14,7 @@ import polars as pl
 import pytest
 
 from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, SAMPLES, conform
-from grokviz.toy import _loop as loop_module
-from grokviz.toy.corpus import (
+from grokviz.toy.lm.corpus import (
     DOMAINS,
     MAX_TOKENS,
     arithmetic_document,
@@ -25,8 +24,10 @@ from grokviz.toy.corpus import (
     make_tokenizer,
     vocabulary,
 )
-from grokviz.toy.lm import PRESETS, LMConfig, LMRun, trace_lm, train_lm
-from grokviz.toy.lm_report import timing_table
+from grokviz.toy.lm.report import timing_table
+from grokviz.toy.lm.train import PRESETS, LMConfig, LMRun, train_lm
+from grokviz.toy.runs import trace_run
+from grokviz.toy.shared import loop as loop_module
 
 TINY = PRESETS["tiny"]
 
@@ -149,7 +150,7 @@ def test_documents_refuse_a_sum_without_a_non_negative_answer() -> None:
 
 
 def test_word_tokenizer_needs_the_special_tokens() -> None:
-    from grokviz.toy.tasks import word_tokenizer
+    from grokviz.toy.shared.tokenizer import word_tokenizer
 
     with pytest.raises(ValueError, match=r"lacks the special tokens \['<eos>', '<unk>'\]"):
         word_tokenizer({"<pad>": 0, "<bos>": 1, "ana": 2}, model_max_length=4)
@@ -161,7 +162,7 @@ def test_word_tokenizer_needs_the_special_tokens() -> None:
 def test_deterministic_block_restores_threads_and_kernels_even_on_error() -> None:
     import torch
 
-    from grokviz.toy._loop import deterministic
+    from grokviz.toy.shared.loop import deterministic
 
     before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     inside = []
@@ -176,7 +177,7 @@ def test_log_rows_average_each_domain_and_split() -> None:
     import numpy as np
     import torch
 
-    from grokviz.toy._loop import Scores, log_rows
+    from grokviz.toy.shared.loop import Scores, log_rows
 
     rng = np.random.default_rng(0)
     n = 60
@@ -201,9 +202,9 @@ def test_padded_documents_score_as_each_document_alone() -> None:
     """The evaluation of right-padded chunks equals a plain per-document log-softmax."""
     import torch
 
-    from grokviz.toy._loop import score
-    from grokviz.toy.lm import _score_documents
-    from grokviz.toy.model import build_model, olmoe_config
+    from grokviz.toy.lm.train import _score_documents
+    from grokviz.toy.shared.loop import score
+    from grokviz.toy.shared.model import build_model, olmoe_config
 
     texts = make_corpus(n_train=3, n_val=1, n_test=2, seed=0)["text"].to_list()
     ids = encode(texts)
@@ -374,10 +375,10 @@ def test_trace_analyze_and_report_end_to_end(recorded: tuple[LMRun, list], tmp_p
     import grokviz
     from grokviz.metrics import correlate
     from grokviz.store import TraceStore
-    from grokviz.toy.lm_report import analyze_lm, write_lm_report
+    from grokviz.toy.lm.report import analyze_lm, write_lm_report
 
     run, _ = recorded
-    path = trace_lm(run.out, store=tmp_path / "trace", progress=False)
+    path = trace_run(run.out, store=tmp_path / "trace", progress=False)
     store = TraceStore.open(path)
     assert store.checkpoints()["step"].to_list() == TINY.schedule()
     # the tracer's per-sample loss and the trainer's evaluation agree (two implementations)
@@ -420,13 +421,14 @@ def test_cli_trains_traces_and_reports(tmp_path: Path) -> None:
     from grokviz.toy.__main__ import main
 
     out, report = tmp_path / "cli", tmp_path / "report.md"
-    argv = ["lm", "--out", str(out), "--preset", "tiny", "--quiet", "--seed", "5"]
+    argv = ["train", "--toy", "lm", "--out", str(out), "--preset", "tiny", "--quiet", "--seed", "5"]
     assert main([*argv, "--report", str(report)]) == 0
     run = LMRun.load(out)
     assert run.config.seed == 5
     assert (out / "trace" / "manifest.json").is_file()
     assert "## Table 1 on the one-pass toy" in report.read_text()
-    assert main(["lm", "--out", str(out), "--preset", "nope"]) == 2
+    assert main(["train", "--toy", "lm", "--out", str(out), "--preset", "nope"]) == 2
+    assert main(["train", "--toy", "lm", "--out", str(out), "--steps", "5"]) == 2
 
 
 # --- the shared `trace` / `report` commands on an LM run -----------------------------------------
@@ -474,7 +476,8 @@ def test_trace_and_report_commands_read_the_run_kind(
 def test_trace_and_report_commands_keep_the_toy_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import grokviz.toy.report as toy_report
+    import grokviz.toy.arithmetic.report as toy_report
+    import grokviz.toy.runs as runs
     from grokviz.toy.__main__ import main
 
     # no run.json: the first toy's loader says what is missing and how to make it
@@ -493,7 +496,7 @@ def test_trace_and_report_commands_keep_the_toy_path(
 
         return call
 
-    monkeypatch.setattr(toy_report, "trace_run", recorder("trace"))
+    monkeypatch.setattr(runs, "trace_run", recorder("trace"))
     monkeypatch.setattr(toy_report, "write_report", recorder("report"))
     folder = tmp_path / "toy"
     folder.mkdir()

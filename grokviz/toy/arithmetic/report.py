@@ -1,6 +1,6 @@
 """The written result of a traced toy run: the paper's Table 1 and each group's grokking delay.
 
-:func:`trace_run` (from :mod:`grokviz.toy._tracing`, re-exported here) traces every checkpoint of
+:func:`trace_run` (from :mod:`grokviz.toy.shared.tracing`, re-exported here) traces every checkpoint of
 a run over its samples into a trace store; :func:`write_report` runs grokviz's analysis on that
 store and writes ``docs/toy_results.md``:
 
@@ -13,8 +13,8 @@ store and writes ``docs/toy_results.md``:
   agrees with the paper and where it does not.
 
 Every number in the report is computed here; the prose around them is chosen by the numbers.
-The Markdown helpers shared with the LM report are in :mod:`grokviz.toy._markdown`, the curve
-readings (rise step, validation loss) in :mod:`grokviz.toy._curves`.
+The Markdown helpers shared with the LM report are in :mod:`grokviz.toy.shared.markdown`, the curve
+readings (rise step, validation loss) in :mod:`grokviz.toy.shared.curves`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ import numpy as np
 import polars as pl
 
 from grokviz.schema import METRICS, conform
+from grokviz.toy.arithmetic.train import ToyConfig, ToyRun
 
 # Moved to the modules both toy reports share; the names stay importable from here.
-from grokviz.toy._curves import _first, _rise_step, _val_loss
-from grokviz.toy._markdown import (
+from grokviz.toy.shared.curves import _first, _rise_step, _val_loss
+from grokviz.toy.shared.markdown import (
     _METRIC_NAMES,
     _PAPER_SIGN,
     FINDINGS_MARKER,
@@ -42,10 +43,6 @@ from grokviz.toy._markdown import (
     _frame_md,
     _write_with_findings,
 )
-from grokviz.toy._tracing import TracedRun as TracedRun
-from grokviz.toy._tracing import trace_checkpoints as trace_checkpoints
-from grokviz.toy._tracing import trace_run as trace_run
-from grokviz.toy.train import ToyConfig, ToyRun
 
 # --- delays ------------------------------------------------------------------------------------
 
@@ -192,7 +189,7 @@ def analyze_run(
         warnings.simplefilter("ignore")
         base = analyze(st, tau=0.7, groups=("global", "domain"), n_boot=0, progress=progress)
     val = _val_loss(st, toy.samples)
-    metrics = pl.concat([base, val], how="vertical_relaxed")
+    metrics = pl.concat([base, val], how="diagonal_relaxed")
     # the "global" group follows the overall test accuracy ("all")
     acc_global = accuracy.with_columns(
         task=pl.when(pl.col("task") == "all").then(pl.lit("global")).otherwise(pl.col("task"))
@@ -206,7 +203,7 @@ def analyze_run(
     )
     metrics = pl.concat(
         [metrics, conform(global_val, METRICS, name="metrics").select(list(METRICS))],
-        how="vertical_relaxed",
+        how="diagonal_relaxed",
     )
     table1 = _table(correlate(metrics, acc_global), groups, names)
 

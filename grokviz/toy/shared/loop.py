@@ -1,6 +1,6 @@
 """The training loop both toy trainers share: optimize, and evaluate, log and save on a schedule.
 
-:func:`grokviz.toy.train.train` (modular arithmetic) and :func:`grokviz.toy.lm.train_lm`
+:func:`grokviz.toy.arithmetic.train.train` (modular arithmetic) and :func:`grokviz.toy.lm.train_lm`
 (one-pass language model) differ in their data, their batches and how they score a sample; what
 happens around the optimizer steps is the same and lives here. :func:`train_on_schedule`
 evaluates the float16-rounded weights (what a checkpoint stores and the tracer will see) every
@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, cast
 import polars as pl
 
 from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, conform
-from grokviz.toy.model import (
+from grokviz.toy.shared.model import (
     CHECKPOINT_FORMAT,
     ModelSpec,
     build_model,
@@ -44,7 +44,7 @@ _C = TypeVar("_C", bound="JsonConfig")
 
 class JsonConfig:
     """``to_json`` / ``from_json`` for a trainer's frozen config dataclass: its sequences are
-    tuples (JSON gives lists back) and its ``model`` is a :class:`~grokviz.toy.model.ModelSpec`."""
+    tuples (JSON gives lists back) and its ``model`` is a :class:`~grokviz.toy.shared.model.ModelSpec`."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_json` reads it back."""
@@ -61,23 +61,30 @@ class JsonConfig:
 
 
 _R = TypeVar("_R", bound="Run")
+_D = TypeVar("_D")
+
+
+# Runs written before the arithmetic toy had a package of its own recorded the kind "toy".
+_LEGACY_KINDS = {"toy": "arithmetic"}
 
 
 def run_kind(folder: str | Path) -> str:
-    """``run.json``'s ``"kind"`` in the run folder ``folder``: ``"toy"`` or ``"lm"``.
+    """``run.json``'s ``"kind"`` in the run folder ``folder``: ``"arithmetic"`` or ``"lm"``.
 
     A folder without ``run.json``, or one written before runs recorded their kind, counts as
-    ``"toy"`` (whose loader then says what is missing).
+    ``"arithmetic"`` (whose loader then says what is missing); the older name ``"toy"`` reads
+    as ``"arithmetic"``.
 
     Examples
     --------
-    >>> run_kind("data/samples/toy")  # doctest: +SKIP
-    'toy'
+    >>> run_kind("data/samples/toy")
+    'arithmetic'
     """
     meta_path = Path(folder) / "run.json"
     if not meta_path.is_file():
-        return "toy"
-    return str(json.loads(meta_path.read_text()).get("kind", "toy"))
+        return "arithmetic"
+    kind = str(json.loads(meta_path.read_text()).get("kind", "arithmetic"))
+    return _LEGACY_KINDS.get(kind, kind)
 
 
 @dataclass
@@ -111,7 +118,8 @@ class Run:
     def load(cls: type[_R], out: str | Path) -> _R:
         """Open the run folder ``out``, which must hold a run of this class's kind.
 
-        A ``run.json`` without a ``"kind"`` (written before runs recorded it) counts as ``"toy"``.
+        A ``run.json`` without a ``"kind"`` (written before runs recorded it) counts as
+        ``"arithmetic"``.
 
         Examples
         --------
@@ -130,7 +138,8 @@ class Run:
         if found != cls.kind:
             msg = (
                 f"{folder} holds a run of kind {found!r}, not {cls.kind!r}; open it with the "
-                "loader of its kind (grokviz.toy.ToyRun for 'toy', grokviz.toy.LMRun for 'lm')"
+                "loader of its kind (grokviz.toy.ToyRun for 'arithmetic', grokviz.toy.LMRun for 'lm'), "
+                "or grokviz.toy.open_run for either"
             )
             raise ValueError(msg)
         return cls(
@@ -341,6 +350,21 @@ class _Recorder:
         return Trained(log, accuracy, sample_accuracy, self.checkpoints, seconds)
 
 
+def _param_groups(model: Any, config: LoopConfig) -> list[dict[str, Any]]:
+    """AdamW parameter groups: one, or the routers apart when the config gives them their own
+    weight decay (``router_weight_decay``). Strong weight decay keeps router logits small and
+    so routing nearly uniform; MoE recipes often exempt the router."""
+    router_decay = getattr(config, "router_weight_decay", None)
+    params = list(model.named_parameters())
+    if router_decay is None:
+        return [{"params": [p for _, p in params], "weight_decay": config.weight_decay}]
+    is_router = lambda name: name.endswith("mlp.gate.weight")  # noqa: E731  OLMoE's router
+    return [
+        {"params": [p for n, p in params if not is_router(n)], "weight_decay": config.weight_decay},
+        {"params": [p for n, p in params if is_router(n)], "weight_decay": router_decay},
+    ]
+
+
 def train_on_schedule(
     config: LoopConfig,
     folder: str | Path,
@@ -398,7 +422,7 @@ def train_on_schedule(
 
     Examples
     --------
-    >>> trained = train_on_schedule(config, "/tmp/run", kind="toy", ...)  # doctest: +SKIP
+    >>> trained = train_on_schedule(config, "/tmp/run", kind="arithmetic", ...)  # doctest: +SKIP
     >>> [p.name for p in trained.checkpoints]  # doctest: +SKIP
     ['step-000002', 'step-000004', 'step-000006']
     """
@@ -417,9 +441,7 @@ def train_on_schedule(
         model = build_model(model_config, seed=config.seed)
         shadow = build_model(model_config, seed=config.seed)  # holds the float16-rounded weights
         model.train()
-        opt = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=config.betas
-        )
+        opt = torch.optim.AdamW(_param_groups(model, config), lr=config.lr, betas=config.betas)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         bar = tqdm(total=config.steps, disable=not progress, desc=kind, unit="step")
         for step in range(config.steps + 1):
@@ -448,3 +470,37 @@ def train_on_schedule(
 
     meta = {"kind": kind, "config": config.to_json(), "threads": config.threads}
     return recorder.write({**meta, **(run_extra or {})}, seconds=seconds)
+
+
+def with_overrides(config: _D, **changes: Any) -> _D:
+    """A trainer's ``config`` with some fields replaced; ``model_*`` keys change its
+    :class:`~grokviz.toy.shared.model.ModelSpec`. Lists become tuples, as the configs keep them.
+
+    Examples
+    --------
+    >>> from grokviz.toy.arithmetic import PRESETS
+    >>> short = with_overrides(PRESETS["default"], steps=100, checkpoints=[50, 100], model_num_layers=2)
+    >>> short.steps, short.model.num_layers
+    (100, 2)
+    """
+    import dataclasses
+
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+    known = {f.name for f in dataclasses.fields(cast(Any, config))}
+    model_known = {f.name for f in dataclasses.fields(ModelSpec)}
+    bad = [
+        k
+        for k in changes
+        if not (k in known or (k.startswith("model_") and k[len("model_") :] in model_known))
+    ]
+    if bad:
+        msg = (
+            f"unknown setting(s) {bad} for {type(config).__name__}; choose from {sorted(known)} "
+            f"or model_<field> with a field of ModelSpec {sorted(model_known)}"
+        )
+        raise ValueError(msg)
+    model_changes = {k[len("model_") :]: v for k, v in changes.items() if k.startswith("model_")}
+    rest = {k: v for k, v in changes.items() if not k.startswith("model_")}
+    if model_changes:
+        rest["model"] = dataclasses.replace(cast(Any, config).model, **model_changes)
+    return dataclasses.replace(cast(Any, config), **rest)

@@ -1,13 +1,18 @@
-"""Algorithmic tasks for the toy runs: modular arithmetic, one data group per operation.
+"""The arithmetic toy's tasks: modular arithmetic, one data group per operation, and a control.
 
-Each sample is an equation written as words, e.g. ``"12 + 7 = 19"`` for ``(12 + 7) mod p``; its
-domain is the operation's name. The word-level tokenizer has one token per number ``0..p-1``, one
-per operation symbol, ``=`` and the specials, so every equation is exactly five tokens after
+Each sample is an equation written as words, e.g. ``"12 + 7 = 19"`` for ``(12 + 7) mod p``
+(``layout="infix"``) or ``"+ 12 7 = 19"`` (``layout="prefix"``: the operation first, so every
+later token's routing can depend on it); its domain is the operation's name. The operation
+``random`` is the negative control: its answer is a fixed random table of ``(a, b)``, so its
+training pairs can be memorized and its test pairs never generalize; its samples carry
+``control = True``. The word-level tokenizer has one token per number ``0..p-1``, one per
+operation symbol, ``=`` and the specials, so every equation is exactly five tokens after
 ``<bos>`` and the answer is always the last one.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,9 +21,11 @@ from typing import Any
 import polars as pl
 
 from grokviz.schema import SAMPLES, conform
+from grokviz.toy.shared.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
-SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>")
 EQUALS = "="
+LAYOUTS: tuple[str, ...] = ("infix", "prefix")
+"""How an equation is written: ``a op b = c`` or ``op a b = c``."""
 
 
 @dataclass(frozen=True)
@@ -32,10 +39,33 @@ class Operation:
     description: str
     excludes_zero_b: bool = False
     """True where ``b = 0`` has no answer (division)."""
+    control: bool = False
+    """True for a negative control: answers no rule produces, so nothing can generalize."""
 
 
 def _inverse(b: int, p: int) -> int:
     return pow(b, p - 2, p)  # Fermat: b^(p-2) is b's inverse modulo a prime p
+
+
+@functools.lru_cache(maxsize=8)
+def _random_table(p: int) -> tuple[tuple[int, ...], ...]:
+    # one fixed table per modulus, independent of the run's seed, so every run's control
+    # group asks the same questions with the same answers
+    rng = random.Random(f"grokviz-random-answers-{p}")
+    return tuple(tuple(rng.randrange(p) for _ in range(p)) for _ in range(p))
+
+
+def random_answer(a: int, b: int, p: int) -> int:
+    """The control group's answer to ``(a, b)``: a fixed random draw from ``0..p-1``.
+
+    Examples
+    --------
+    >>> random_answer(3, 4, 31) == random_answer(3, 4, 31)
+    True
+    >>> len({random_answer(a, 0, 31) for a in range(31)}) > 10  # no rule: scattered answers
+    True
+    """
+    return _random_table(p)[a][b]
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -53,6 +83,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation("sqsum", "#", lambda a, b, p: (a * a + b * b) % p, "a² + b² mod p"),
         Operation("cubic", "&", lambda a, b, p: (a**3 + a * b) % p, "a³ + a·b mod p"),
+        Operation("random", "?", random_answer, "a fixed random answer per (a, b)", control=True),
     )
 }
 
@@ -71,18 +102,26 @@ def _check(p: int, operations: Sequence[str]) -> None:
         raise ValueError(msg)
 
 
-def equation(a: int, b: int, operation: str, *, p: int) -> str:
-    """The text of one sample: ``"a <symbol> b = answer"``.
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        msg = f"layout must be one of {LAYOUTS}; got {layout!r}"
+        raise ValueError(msg)
+
+
+def equation(a: int, b: int, operation: str, *, p: int, layout: str = "infix") -> str:
+    """The text of one sample: ``"a <symbol> b = answer"``, or ``"<symbol> a b = answer"``.
 
     Examples
     --------
     >>> equation(12, 7, "add", p=53)
     '12 + 7 = 19'
-    >>> equation(3, 4, "sqsum", p=53)
-    '3 # 4 = 25'
+    >>> equation(3, 4, "sqsum", p=53, layout="prefix")
+    '# 3 4 = 25'
     """
+    _check_layout(layout)
     op = OPERATIONS[operation]
-    return f"{a} {op.symbol} {b} {EQUALS} {op.rule(a, b, p)}"
+    words = (a, op.symbol, b) if layout == "infix" else (op.symbol, a, b)
+    return " ".join(map(str, words)) + f" {EQUALS} {op.rule(a, b, p)}"
 
 
 def make_samples(
@@ -92,6 +131,7 @@ def make_samples(
     train_fraction: float | Mapping[str, float] = 0.5,
     val_fraction: float = 0.0,
     seed: int = 0,
+    layout: str = "infix",
 ) -> pl.DataFrame:
     """Every equation of each operation modulo ``p``, split into train/val/test per operation.
 
@@ -108,12 +148,15 @@ def make_samples(
         rest is ``"test"``.
     seed
         Seed of the split; the same seed gives the same frame.
+    layout
+        ``"infix"`` (``a op b = c``) or ``"prefix"`` (``op a b = c``).
 
     Returns
     -------
     polars.DataFrame
-        ``schema.SAMPLES`` columns (``sample_id``, ``text``, ``domain``, ``split``) plus ``a``,
-        ``b``, ``answer`` (ints). ``sample_id`` is ``"<op>-<a>-<b>"``.
+        ``schema.SAMPLES`` columns (``sample_id``, ``text``, ``domain``, ``split``) plus
+        ``control`` (True for a control operation's samples) and ``a``, ``b``, ``answer``
+        (ints). ``sample_id`` is ``"<op>-<a>-<b>"``.
 
     Examples
     --------
@@ -122,6 +165,7 @@ def make_samples(
     [('test', 15), ('train', 10)]
     """
     _check(p, operations)
+    _check_layout(layout)
     fractions = (
         {op: float(train_fraction) for op in operations}
         if isinstance(train_fraction, (int, float))
@@ -147,9 +191,10 @@ def make_samples(
             rows.append(
                 {
                     "sample_id": f"{name}-{a}-{b}",
-                    "text": equation(a, b, name, p=p),
+                    "text": equation(a, b, name, p=p, layout=layout),
                     "domain": name,
                     "split": split,
+                    "control": op.control,
                     "a": a,
                     "b": b,
                     "answer": op.rule(a, b, p),
@@ -188,56 +233,31 @@ def make_tokenizer(*, p: int, operations: Sequence[str]) -> Any:
     return word_tokenizer(vocabulary(p=p, operations=operations), model_max_length=16)
 
 
-def word_tokenizer(vocab: Mapping[str, int], *, model_max_length: int) -> Any:
-    """A ``PreTrainedTokenizerFast`` with one token per whitespace-separated word of ``vocab``.
+def encode(
+    samples: pl.DataFrame, *, p: int, operations: Sequence[str], layout: str = "infix"
+) -> Any:
+    """The samples as a ``(n, 6)`` int64 tensor ``<bos> a op b = answer`` (or ``<bos> op a b =
+    answer``), without a tokenizer call.
 
-    ``vocab`` maps every word and the :data:`SPECIAL_TOKENS` to ids. The tokenizer prepends
-    ``<bos>``, maps unknown words to ``<unk>``, decodes with spaces between words, and saves
-    with ``save_pretrained`` so that it loads offline with ``AutoTokenizer.from_pretrained``.
-    Both toys' tokenizers are built by it.
+    Equal to what :func:`make_tokenizer` produces for the ``text`` column, and much faster.
 
     Examples
     --------
-    >>> tok = word_tokenizer(vocabulary(p=5, operations=["add"]), model_max_length=16)  # doctest: +SKIP
-    >>> tok("3 + 4 = 2").input_ids  # doctest: +SKIP
-    [1, 9, 5, 10, 4, 8]
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
-    if missing:
-        msg = f"the vocabulary lacks the special tokens {missing}; give ids to all of {SPECIAL_TOKENS}"
-        raise ValueError(msg)
-    backend = Tokenizer(models.WordLevel(vocab=dict(vocab), unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    # WordPiece with a prefix no word has puts the spaces back between words when decoding
-    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    backend.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", vocab["<bos>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        bos_token="<bos>",
-        eos_token="<eos>",
-        unk_token="<unk>",
-        model_max_length=model_max_length,
-    )
-
-
-def encode(samples: pl.DataFrame, *, p: int, operations: Sequence[str]) -> Any:
-    """The samples as a ``(n, 6)`` int64 tensor ``<bos> a op b = answer`` (no tokenizer call).
-
-    Equal to what :func:`make_tokenizer` produces for the ``text`` column, and much faster.
+    >>> frame = make_samples(p=5, operations=["add"], layout="prefix")
+    >>> frame["text"][0], encode(frame, p=5, operations=["add"], layout="prefix")[0].tolist()
+    ('+ 0 1 = 1', [1, 5, 6, 7, 4, 7])
     """
     import torch
 
+    _check_layout(layout)
     vocab = vocabulary(p=p, operations=operations)
     symbol = {name: vocab[OPERATIONS[name].symbol] for name in operations}
     offset = vocab["0"]
+    bos, eq = vocab["<bos>"], vocab[EQUALS]
     ids = [
-        [vocab["<bos>"], offset + a, symbol[d], offset + b, vocab[EQUALS], offset + c]
+        [bos, offset + a, symbol[d], offset + b, eq, offset + c]
+        if layout == "infix"
+        else [bos, symbol[d], offset + a, offset + b, eq, offset + c]
         for d, a, b, c in samples.select("domain", "a", "b", "answer").iter_rows()
     ]
     return torch.tensor(ids, dtype=torch.long).reshape(-1, 6)

@@ -1,6 +1,6 @@
 """The Markdown both toy reports are made of: number cells, tables, and the kept findings.
 
-:mod:`grokviz.toy.report` and :mod:`grokviz.toy.lm_report` render their numbers with these
+:mod:`grokviz.toy.arithmetic.report` and :mod:`grokviz.toy.lm.report` render their numbers with these
 helpers, so a value looks the same in both: ``–`` for a missing or non-finite number, correlations
 as ``+0.93``, correlation tables with one ``Pearson / Spearman`` cell per group and metric. A
 report ends with :data:`FINDINGS_MARKER`; :func:`_write_with_findings` keeps the hand-written

@@ -1,11 +1,11 @@
 """The numbers behind a one-pass toy LM run's report: grokviz's analysis of the traced run.
 
 :func:`analyze_lm` runs the paper's analysis on a run written by :func:`~grokviz.toy.lm.train_lm`
-and traced by :func:`~grokviz.toy.lm.trace_lm`: test accuracy per domain, when training loss
+and traced by :func:`~grokviz.toy.runs.trace_run`: test accuracy per domain, when training loss
 settles against when test accuracy rises (:func:`timing_table`), the per-sample memorization and
 generalization onsets, how peaked the routing is, and Table 1 (Pearson / Spearman of pathway
 distance, consistency, losses and routing entropy against test accuracy) under a few choices of
-checkpoints and pathways. :mod:`grokviz.toy.lm_report` renders the result (and re-exports these
+checkpoints and pathways. :mod:`grokviz.toy.lm.report` renders the result (and re-exports these
 names, its public home).
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 import polars as pl
 
-from grokviz.toy._curves import _first, _first_from, _rise_step, _val_loss
-from grokviz.toy._markdown import _METRIC_NAMES
-from grokviz.toy.corpus import DOMAINS
-from grokviz.toy.lm import LMRun
+from grokviz.toy.lm.corpus import DOMAINS
+from grokviz.toy.lm.train import LMRun
+from grokviz.toy.shared.curves import _first, _first_from, _rise_step, _val_loss
+from grokviz.toy.shared.markdown import _METRIC_NAMES
 
 
 def timing_table(log: pl.DataFrame, *, loss_tol: float = 0.1) -> pl.DataFrame:
@@ -184,7 +184,7 @@ def analyze_lm(run: str | Path, *, store: str | Path | None = None) -> LMAnalysi
         except EmptyInputError:  # nothing memorized (a short run): use every tracked document
             memorized_only = False
             base = analyze(st, accuracy=accuracy, memorized_only=False, progress=False, **kwargs)
-    metrics = pl.concat([base, _val_loss(st, lm.samples, overall=True)], how="vertical_relaxed")
+    metrics = pl.concat([base, _val_loss(st, lm.samples, overall=True)], how="diagonal_relaxed")
     steps = sorted(accuracy["step"].unique().to_list())
     groups = [*DOMAINS, "global"]
     rise = {g: _rise_step(accuracy.filter(pl.col("task") == g)) for g in groups}

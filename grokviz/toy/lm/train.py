@@ -1,9 +1,9 @@
 """One-pass pretraining of a tiny OLMoE language model on the generated multi-domain corpus.
 
-The paper's setting, small: every training document (:mod:`grokviz.toy.corpus`) is seen exactly
+The paper's setting, small: every training document (:mod:`grokviz.toy.lm.corpus`) is seen exactly
 once, in a seeded shuffled order, with the plain next-token objective; checkpoints are saved on a
 schedule and each domain's held-out test task is scored at every one. A run folder has the same
-layout and tables as the first toy's (:mod:`grokviz.toy.train`)::
+layout and tables as the first toy's (:mod:`grokviz.toy.arithmetic.train`)::
 
     run.json                 {"kind": "lm", "config": LMConfig, wall time, threads, versions}
     samples.parquet          schema.SAMPLES (+ prompt, answer, seen_step): tracked training
@@ -15,8 +15,8 @@ layout and tables as the first toy's (:mod:`grokviz.toy.train`)::
     sample_accuracy.parquet  schema.SAMPLE_ACCURACY: per checkpoint x test sample
     training_log.parquet     per evaluation step x domain x split: loss, answer_loss, accuracy
 
-:class:`LMRun` opens such a folder, :func:`trace_lm` traces it into a trace store;
-:mod:`grokviz.toy.lm_report` runs grokviz's analysis on the traced run and writes Markdown.
+:class:`LMRun` opens such a folder, :func:`grokviz.toy.runs.trace_run` traces it;
+:mod:`grokviz.toy.lm.report` runs grokviz's analysis on the traced run and writes Markdown.
 """
 
 from __future__ import annotations
@@ -30,9 +30,16 @@ from typing import Any, ClassVar
 import polars as pl
 
 from grokviz.schema import SAMPLES, conform
-from grokviz.toy._loop import JsonConfig, Run, train_on_schedule
-from grokviz.toy.corpus import DOMAINS, MAX_TOKENS, encode, make_corpus, make_tokenizer, vocabulary
-from grokviz.toy.model import ModelSpec, olmoe_config
+from grokviz.toy.lm.corpus import (
+    DOMAINS,
+    MAX_TOKENS,
+    encode,
+    make_corpus,
+    make_tokenizer,
+    vocabulary,
+)
+from grokviz.toy.shared.loop import JsonConfig, Run, train_on_schedule
+from grokviz.toy.shared.model import ModelSpec, olmoe_config
 
 RUN_KIND = "lm"
 """``run.json["kind"]`` of a run written by :func:`train_lm`."""
@@ -294,17 +301,3 @@ def train_lm(config: LMConfig, out: str | Path, *, progress: bool = True) -> LMR
         trained.checkpoints,
         trained.seconds,
     )
-
-
-def trace_lm(run: str | Path, **options: Any) -> Path:
-    """Trace a one-pass run's checkpoints into a trace store: :func:`grokviz.toy.report.trace_run`
-    (same options), which traces either kind of run.
-
-    Examples
-    --------
-    >>> trace_lm("/tmp/lmtoy")  # doctest: +SKIP
-    PosixPath('/tmp/lmtoy/trace')
-    """
-    from grokviz.toy._tracing import trace_run
-
-    return trace_run(run, **options)

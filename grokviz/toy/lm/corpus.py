@@ -1,4 +1,4 @@
-"""A generated multi-domain corpus for the one-pass toy language model (:mod:`grokviz.toy.lm`).
+"""A generated multi-domain corpus for the one-pass toy language model (:mod:`grokviz.toy.lm.train`).
 
 Three domains of short documents whose last word is an answer the model can work out:
 
@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from grokviz.schema import SAMPLES, conform
-from grokviz.toy.tasks import SPECIAL_TOKENS, word_tokenizer
+from grokviz.toy.shared.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
 DOMAINS: tuple[str, ...] = ("arithmetic", "code", "facts")
 MAX_TOKENS = 15

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from grokviz.toy._loop import JsonConfig, Run, train_on_schedule
-from grokviz.toy.model import ModelSpec, olmoe_config
-from grokviz.toy.tasks import encode, make_samples, make_tokenizer, vocabulary
+from grokviz.toy.arithmetic.tasks import encode, make_samples, make_tokenizer, vocabulary
+from grokviz.toy.shared.loop import JsonConfig, Run, train_on_schedule
+from grokviz.toy.shared.model import ModelSpec, olmoe_config
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class ToyConfig(JsonConfig):
     """Per operation, in the order of ``operations``."""
     val_fraction: float = 0.1
     """Of each operation's pairs, held out for a validation loss (not in the test accuracy)."""
+    layout: str = "infix"
+    """How equations are written: ``"infix"`` (``a op b = c``) or ``"prefix"`` (``op a b =
+    c``, so every token after the operation can route by it)."""
     model: ModelSpec = field(default_factory=ModelSpec)
     steps: int = 5500
     batch_size: int = 512
@@ -45,6 +48,9 @@ class ToyConfig(JsonConfig):
     weight_decay: float = 1.0
     """Weight decay 1 lets the model memorize its training pairs within a few hundred steps, then
     generalize over thousands; 2 slowed memorization until it overlapped generalization."""
+    router_weight_decay: float | None = None
+    """Weight decay of the router weights; None: the same as ``weight_decay``. Decay keeps the
+    router's logits small, so every token's routing stays close to uniform."""
     betas: tuple[float, float] = (0.9, 0.98)
     warmup: int = 50
     decay: tuple[int, int] | None = (3500, 5500)
@@ -180,7 +186,7 @@ class ToyRun(Run):
     ``ToyRun.load(folder)``."""
 
     config: ToyConfig
-    kind: ClassVar[str] = "toy"
+    kind: ClassVar[str] = "arithmetic"
     max_length: ClassVar[int] = 16
     command: ClassVar[str] = "python -m grokviz.toy train"
 
@@ -206,8 +212,9 @@ def config_samples(config: ToyConfig) -> tuple[Any, Any]:
         train_fraction=dict(zip(config.operations, config.train_fraction, strict=True)),
         val_fraction=config.val_fraction,
         seed=config.seed,
+        layout=config.layout,
     )
-    return samples, encode(samples, p=config.p, operations=config.operations)
+    return samples, encode(samples, p=config.p, operations=config.operations, layout=config.layout)
 
 
 def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRun:
@@ -247,7 +254,7 @@ def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRu
     trained = train_on_schedule(
         config,
         out,
-        kind="toy",
+        kind=ToyRun.kind,
         samples=samples,
         ids=ids,
         scorer=_score_equations,
@@ -288,19 +295,3 @@ def with_steps(config: ToyConfig, steps: int) -> ToyConfig:
         return replace(config, steps=steps)
     kept = {s for s in config.checkpoints if s <= steps}
     return replace(config, steps=steps, checkpoints=tuple(sorted({*kept, steps})))
-
-
-def with_overrides(config: ToyConfig, **changes: Any) -> ToyConfig:
-    """``config`` with some fields replaced; ``model_*`` keys change the :class:`ModelSpec`.
-
-    Examples
-    --------
-    >>> short = with_overrides(PRESETS["default"], steps=100, checkpoints=(50, 100), model_num_layers=2)
-    >>> short.steps, short.model.num_layers
-    (100, 2)
-    """
-    model_changes = {k[len("model_") :]: v for k, v in changes.items() if k.startswith("model_")}
-    rest = {k: v for k, v in changes.items() if not k.startswith("model_")}
-    if model_changes:
-        rest["model"] = replace(config.model, **model_changes)
-    return replace(config, **rest)

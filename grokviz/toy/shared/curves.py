@@ -1,7 +1,7 @@
 """Reading the curves of a toy run, for both reports: when a curve reaches a level, where test
 accuracy's rise begins, and the validation loss of the traced checkpoints.
 
-:mod:`grokviz.toy.report` (the modular-arithmetic toy) and :mod:`grokviz.toy.lm_report` (the
+:mod:`grokviz.toy.arithmetic.report` (the modular-arithmetic toy) and :mod:`grokviz.toy.lm.report` (the
 one-pass LM) find memorization, generalization and the start of the rise the same way; the paper
 correlates its metrics with test accuracy from that start on.
 
