@@ -96,7 +96,7 @@ def test_correlation_intervals_against_an_explicit_scipy_loop() -> None:
     assert all(math.isnan(v) for v in none.values())
 
 
-def test_half_step_interpolates_from_the_base_to_the_peak() -> None:
+def test_half_step_interpolates_from_the_lowest_point_to_the_highest_after_it() -> None:
     steps = [0, 100, 200, 300, 400]
     # rises 0 -> 1 at the end; the half level 0.5 lies between 0.2 (at 100) and 0.8 (at 200)
     assert half_step(steps, [0.0, 0.2, 0.8, 0.9, 1.0]) == pytest.approx(150.0)
@@ -107,6 +107,9 @@ def test_half_step_interpolates_from_the_base_to_the_peak() -> None:
     assert half_step(steps, [0.5] * 5) is None
     assert half_step(steps, [0.03, 0.04, 0.02, 0.05, 0.03], min_change=0.1) is None
     assert half_step(steps, [np.nan, 0.0, 1.0, np.nan, 1.0]) == pytest.approx(150.0)
+    # a fall early on and a smaller one late: timed from the highest point, not the first
+    assert half_step(steps, [9.0, 5.0, 12.0, 11.0, 10.0], direction=-1) == pytest.approx(300.0)
+    assert half_step(steps, [1.0, 2.0, 3.0, 4.0, 5.0], direction=-1) is None  # never falls
     with pytest.raises(ValueError, match="direction"):
         half_step(steps, [0.0] * 5, direction=2)
 
@@ -118,8 +121,8 @@ def test_half_step_against_a_dense_brute_force() -> None:
         steps = np.sort(rng.choice(np.arange(10, 5000), size=9, replace=False)).astype(float)
         values = np.cumsum(rng.normal(size=9))
         got = half_step(steps, values)
-        peak = int(np.argmax(values))
-        base = int(np.argmin(values[: peak + 1]))
+        base = int(np.argmin(values))
+        peak = base + int(np.argmax(values[base:]))
         if values[peak] == values[base]:
             assert got is None
             continue

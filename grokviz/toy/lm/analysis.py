@@ -11,13 +11,13 @@ names, its public home).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from grokviz.toy.lm.corpus import DOMAINS
+from grokviz.toy.lm.corpus import CONTROL_DOMAINS
 from grokviz.toy.lm.train import LMRun
 from grokviz.toy.shared.curves import _first, _first_from, _rise_step, _val_loss
 from grokviz.toy.shared.markdown import _METRIC_NAMES
@@ -86,6 +86,10 @@ class LMAnalysis:
     timing: pl.DataFrame
     onsets: pl.DataFrame
     """Per domain: the paper's per-sample memorization and generalization onsets."""
+    summary: Any
+    """:class:`grokviz.metrics.MemorizationSummary`: what the memorization rule chose."""
+    memorization: str
+    """``"sample"`` (the whole document's loss, the paper's) or ``"answer"`` (the last word's)."""
     table1: dict[str, pl.DataFrame]
     """Pearson / Spearman per group and metric, under a few choices of checkpoints."""
     rise_steps: dict[str, int]
@@ -93,25 +97,25 @@ class LMAnalysis:
     views: dict[str, pl.DataFrame]
     """Distance and consistency correlations (without step 0) under other pathway choices."""
     routing: pl.DataFrame
-    """Per checkpoint: how peaked the tracked documents' averaged router distributions are."""
+    """Per checkpoint: how peaked routing is (:func:`grokviz.toy.shared.evidence.routing_shape`)."""
     metrics: pl.DataFrame
     memorized_only: bool
     """False when no training document met the memorization rule and all were analyzed."""
+    validation: Any = None
+    """:class:`grokviz.metrics.Validation`: the controls, the ``random`` domain as control."""
+    domains: list[str] = field(default_factory=list)
+    controls: list[str] = field(default_factory=list)
 
 
-def _onsets(lm: LMRun, store: Any) -> pl.DataFrame:
-    import warnings
+def _onsets(lm: LMRun, onsets: pl.DataFrame, last: int) -> pl.DataFrame:
+    """Per domain: training documents memorized before the last checkpoint (count and share of
+    all tracked ones), test prompts generalized before it, and their median onsets."""
+    from grokviz.metrics import generalization_onsets
 
-    from grokviz.metrics import generalization_onsets, memorization_onsets
-
-    last = int(store.losses()["step"].max())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the eps search warns when no grid value hits 20-25%
-        mem = memorization_onsets(store.losses(), lm.samples)
     gen = generalization_onsets(lm.sample_accuracy, lm.samples)
     early = (pl.col("onset_step") < last).fill_null(False)  # never memorized: not early
     return (
-        mem.group_by("domain")
+        onsets.group_by("domain")
         .agg(
             pl.col("eps").first(),
             early.sum().alias("memorized_docs"),
@@ -129,64 +133,65 @@ def _onsets(lm: LMRun, store: Any) -> pl.DataFrame:
     )
 
 
-def _routing_shape(store: Any, *, tau: float = 0.7) -> pl.DataFrame:
-    """Per checkpoint, over the tracked training documents: the mean largest weight of their
-    token-averaged router distributions, the mean pathway length per layer, the mean largest
-    weight of single tokens (documents with per-token traces only) and the mean norm of the
-    router rows."""
-    import numpy as np
+def analyze_lm(
+    run: str | Path,
+    *,
+    store: str | Path | None = None,
+    memorization: str = "sample",
+    replicates: int = 100,
+) -> LMAnalysis:
+    """Run grokviz's analysis and its controls on a traced one-pass run (see
+    :func:`~grokviz.toy.lm.report.write_lm_report`).
 
-    rows = []
-    train = store.samples().filter(pl.col("split") == "train")["sample_id"]
-    tokens = (
-        store.token_routing()
-        .filter(pl.col("sample_id").is_in(train.implode()))
-        .group_by("step")
-        .agg(pl.col("weights").list.first().mean().alias("token_largest_weight"))
-    )
-    for label, step in store.checkpoints().select("checkpoint", "step").iter_rows():
-        weights, _ = store.routing_array(label, sample_ids=train.to_list())
-        ranked = -np.sort(-np.asarray(weights), axis=-1)  # [N, L, K], largest first
-        length = (np.cumsum(ranked, axis=-1) < tau).sum(axis=-1) + 1  # experts to pass tau
-        norm = np.linalg.norm(np.asarray(store.router_array(label)), axis=-1).mean()
-        rows.append((step, float(ranked[..., 0].mean()), float(length.mean()), float(norm)))
-    names = ["step", "largest_weight", f"pathway_length_tau{tau}", "router_row_norm"]
-    frame = pl.DataFrame(rows, schema=names, orient="row")
-    frame = frame.join(tokens.with_columns(pl.col("step").cast(pl.Int64)), on="step", how="left")
-    return frame.select(*names[:3], "token_largest_weight", names[3]).sort("step")
-
-
-def analyze_lm(run: str | Path, *, store: str | Path | None = None) -> LMAnalysis:
-    """Run grokviz's analysis on a traced one-pass run (see :func:`write_lm_report`).
+    ``memorization="answer"`` applies the memorization rule to the last word's loss instead of
+    the whole document's (the paper's, the default); ``replicates`` resamples of each group's
+    documents give the intervals over samples.
 
     Examples
     --------
     >>> result = analyze_lm("/tmp/lmtoy")  # doctest: +SKIP
     >>> result.table1["all checkpoints"].filter(metric="distance")  # doctest: +SKIP
     """
-    import warnings
-
     from grokviz.errors import EmptyInputError
-    from grokviz.metrics import analyze, correlate
+    from grokviz.metrics import (
+        analyze,
+        correlate,
+        memorization_onsets,
+        memorization_summary,
+        validate,
+    )
     from grokviz.store import TraceStore
+    from grokviz.toy.shared.evidence import routing_shape
 
+    if memorization not in ("sample", "answer"):
+        msg = f"memorization must be 'sample' or 'answer', got {memorization!r}"
+        raise ValueError(msg)
     lm = LMRun.load(run)
     st = TraceStore.open(Path(store) if store is not None else lm.out / "trace")
     accuracy = lm.accuracy.with_columns(
         task=pl.when(pl.col("task") == "all").then(pl.lit("global")).otherwise(pl.col("task"))
     )
+    domains = list(lm.config.domains)
+    controls = [d for d in domains if d in CONTROL_DOMAINS]
+    real = [d for d in domains if d not in controls]
+    if memorization == "answer" and lm.answer_losses is None:
+        msg = f"{lm.out} records no answer losses (a run from before they were); retrain it"
+        raise ValueError(msg)
+    losses = st.losses() if memorization == "sample" else lm.answer_losses
+    assert losses is not None
+    onsets = memorization_onsets(losses, lm.samples)
     memorized_only = True
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # eps search, as in _onsets
-        kwargs: dict[str, Any] = {"tau": 0.7, "groups": ("global", "domain"), "n_boot": 0}
-        try:
-            base = analyze(st, accuracy=accuracy, progress=False, **kwargs)
-        except EmptyInputError:  # nothing memorized (a short run): use every tracked document
-            memorized_only = False
-            base = analyze(st, accuracy=accuracy, memorized_only=False, progress=False, **kwargs)
+    kwargs: dict[str, Any] = {"tau": 0.7, "groups": ("global", "domain"), "n_boot": 0}
+    try:
+        base = analyze(st, onsets=onsets, replicates=replicates, progress=False, **kwargs)
+    except EmptyInputError:  # nothing memorized (a short run): use every tracked document
+        memorized_only = False
+        base = analyze(
+            st, onsets=onsets, memorized_only=False, replicates=replicates, progress=False, **kwargs
+        )
     metrics = pl.concat([base, _val_loss(st, lm.samples, overall=True)], how="diagonal_relaxed")
     steps = sorted(accuracy["step"].unique().to_list())
-    groups = [*DOMAINS, "global"]
+    groups = [*domains, "global"]
     rise = {g: _rise_step(accuracy.filter(pl.col("task") == g)) for g in groups}
     choices = {
         "all checkpoints": dict.fromkeys(groups, steps[0]),
@@ -204,9 +209,18 @@ def analyze_lm(run: str | Path, *, store: str | Path | None = None) -> LMAnalysi
             .filter(
                 (pl.col("task") == pl.col("group")) & pl.col("metric").is_in(list(_METRIC_NAMES))
             )
-            .select("group", "metric", "pearson_r", "spearman_r", "n")
+            .select("group", "metric", "pearson_r", "spearman_r", "n", "n_samples")
             .sort("group", "metric")
         )
+    validation = validate(
+        metrics,
+        accuracy.filter(pl.col("task") != "global"),
+        sample_accuracy=lm.sample_accuracy,
+        samples=lm.samples,
+        groups=real,
+        controls=controls,
+        metric_names=("distance", "distance_ratio", "consistency"),
+    )
     views = {}
     view_specs: dict[str, dict[str, Any]] = {
         "tau = 0.5": {"tau": 0.5},
@@ -215,10 +229,17 @@ def analyze_lm(run: str | Path, *, store: str | Path | None = None) -> LMAnalysi
         "all tracked training documents": {"memorized_only": False},
     }
     for name, spec in view_specs.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            spec = {"tau": 0.7, "memorized_only": memorized_only, **spec}
-            m = analyze(st, groups=("global", "domain"), n_boot=0, progress=False, **spec)
+        spec = {"tau": 0.7, "memorized_only": memorized_only, **spec}
+        m = analyze(
+            st,
+            onsets=onsets,
+            groups=("global", "domain"),
+            n_boot=0,
+            replicates=0,
+            baselines=False,
+            progress=False,
+            **spec,
+        )
         views[name] = (
             correlate(m, accuracy, from_step=choices["without step 0"]["global"])
             .filter(
@@ -230,11 +251,16 @@ def analyze_lm(run: str | Path, *, store: str | Path | None = None) -> LMAnalysi
     return LMAnalysis(
         accuracy=accuracy,
         timing=timing_table(lm.log),
-        onsets=_onsets(lm, st),
+        onsets=_onsets(lm, onsets, int(losses["step"].max())),  # type: ignore[arg-type]
+        summary=memorization_summary(onsets, lm.samples),
+        memorization=memorization,
         table1=table1,
         rise_steps=rise,
         views=views,
-        routing=_routing_shape(st),
+        validation=validation,
+        routing=routing_shape(st),
         metrics=metrics,
         memorized_only=memorized_only,
+        domains=domains,
+        controls=controls,
     )

@@ -7,12 +7,16 @@ Three domains of short documents whose last word is an answer the model can work
 - ``code``: straight-line programs that add or subtract and print the result,
   ``"x = 3 ; y = x + 4 ; print y -> 7"``;
 - ``facts``: a fixed synthetic world where every city lies in one country. Atomic documents state
-  it (``"c7 is in k2"``), composed ones apply it to a person (``"p3 lives in c7 so p3 is in k2"``).
+  it (``"c7 is in k2"``), composed ones apply it to a person (``"p3 lives in c7 so p3 is in k2"``);
+- ``random``, the negative control: ``"r3 with r7 gives q2"``, where ``q2`` is a fixed random
+  draw for the pair ``(r3, r7)``. Its training pairs recur through the corpus and can be
+  memorized; its test pairs' answers follow no rule, so they are never generalized (chance is
+  one in :data:`N_RANDOM_ANSWERS`). Its samples carry ``control = True``.
 
 Each domain has a held-out **test task** whose prompts never occur with their answer in training:
 ``arithmetic`` and ``code`` hold out the same (operation, a, b) triples (so neither domain's
 training documents teach a test answer), ``facts`` holds out some cities, which appear in training only in atomic documents, never in
-composed ones. A test prompt is a document without its last word; the answer is that word, one
+composed ones, ``random`` holds out some of its pairs. A test prompt is a document without its last word; the answer is that word, one
 token. Everything is drawn from one seed, and the word-level tokenizer is built from a fixed
 vocabulary (not from the drawn documents), so every corpus of a config shares it.
 """
@@ -29,7 +33,9 @@ import polars as pl
 from grokviz.schema import SAMPLES, conform
 from grokviz.toy.shared.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
-DOMAINS: tuple[str, ...] = ("arithmetic", "code", "facts")
+DOMAINS: tuple[str, ...] = ("arithmetic", "code", "facts", "random")
+CONTROL_DOMAINS: tuple[str, ...] = ("random",)
+"""Domains whose answers are random: memorizable, never generalizable."""
 MAX_TOKENS = 15
 """Longest document in tokens, ``<bos>`` included."""
 
@@ -40,10 +46,13 @@ VARIABLES: tuple[str, ...] = tuple("abcdefghij")
 N_PERSONS = 40
 N_CITIES = 60
 N_COUNTRIES = 6
+N_RANDOM_OPERANDS = 20
+N_RANDOM_ANSWERS = 10
 _FUNCTION_WORDS: tuple[str, ...] = (
     *("has", "and", "gets", "more", "loses", "so"),
     *("=", ";", "print", "->", "+", "-"),
     *("is", "in", "lives"),
+    *("with", "gives"),
 )
 
 
@@ -66,6 +75,8 @@ def vocabulary() -> dict[str, int]:
         *(f"p{i}" for i in range(N_PERSONS)),
         *(f"c{i}" for i in range(N_CITIES)),
         *(f"k{i}" for i in range(N_COUNTRIES)),
+        *(f"r{i}" for i in range(N_RANDOM_OPERANDS)),
+        *(f"q{i}" for i in range(N_RANDOM_ANSWERS)),
     ]
     return {w: i for i, w in enumerate(words)}
 
@@ -118,6 +129,10 @@ class World:
     """``(op, a, b)`` with op ``"add"``/``"sub"``: the arithmetic and code test problems."""
     held_out_cities: frozenset[str]
     """Cities that appear in composed documents only in the test task."""
+    random_answer: dict[tuple[int, int], int]
+    """``(x, y)`` -> the control's answer ``q``: a fixed random draw, no rule."""
+    held_out_pairs: frozenset[tuple[int, int]]
+    """The control's test pairs, never in its training documents."""
 
 
 def make_world(*, seed: int = 0, held_out: float = 0.2) -> World:
@@ -143,10 +158,16 @@ def make_world(*, seed: int = 0, held_out: float = 0.2) -> World:
     def pick(items: list[Any]) -> frozenset[Any]:
         return frozenset(rng.sample(items, round(held_out * len(items))))
 
+    held_out_sums, held_out_cities = pick(sums), pick(cities)
+    # drawn after the other domains' choices, so adding the control left them as they were
+    pairs = [(x, y) for x in range(N_RANDOM_OPERANDS) for y in range(N_RANDOM_OPERANDS)]
+    answers = {pair: rng.randrange(N_RANDOM_ANSWERS) for pair in pairs}
     return World(
         country=dict(zip(cities, countries, strict=True)),
-        held_out_sums=pick(sums),
-        held_out_cities=pick(cities),
+        held_out_sums=held_out_sums,
+        held_out_cities=held_out_cities,
+        random_answer=answers,
+        held_out_pairs=pick(pairs),
     )
 
 
@@ -208,6 +229,18 @@ def facts_document(world: World, city: str, person: str | None = None) -> str:
     return f"{person} lives in {city} so {person} is in {world.country[city]}"
 
 
+def random_document(world: World, x: int, y: int) -> str:
+    """The control's document for the pair ``(x, y)``: its answer is the world's random draw.
+
+    Examples
+    --------
+    >>> world = make_world(seed=0)
+    >>> random_document(world, 3, 7) == f"r3 with r7 gives q{world.random_answer[(3, 7)]}"
+    True
+    """
+    return f"r{x} with r{y} gives q{world.random_answer[(x, y)]}"
+
+
 _VAL = "val"
 
 
@@ -242,6 +275,11 @@ def _facts(rng: random.Random, world: World, *, test: bool, atomic_share: float)
     return facts_document(world, rng.choice(seen), person)
 
 
+def _random(rng: random.Random, world: World, *, test: bool) -> str:
+    pairs = sorted(p for p in world.random_answer if (p in world.held_out_pairs) == test)
+    return random_document(world, *rng.choice(pairs))
+
+
 def _documents(
     domain: str, n: int, rng: random.Random, world: World, *, test: bool, atomic_share: float
 ) -> Iterator[str]:
@@ -250,6 +288,8 @@ def _documents(
             yield _arithmetic(rng, world, test=test)
         elif domain == "code":
             yield _code(rng, world, test=test)
+        elif domain == "random":
+            yield _random(rng, world, test=test)
         else:
             yield _facts(rng, world, test=test, atomic_share=atomic_share)
 
@@ -262,6 +302,7 @@ def make_corpus(
     seed: int = 0,
     held_out: float = 0.2,
     atomic_share: float = 0.3,
+    domains: tuple[str, ...] = DOMAINS,
 ) -> pl.DataFrame:
     """Documents of every domain: training, validation (same distribution) and test prompts.
 
@@ -275,12 +316,16 @@ def make_corpus(
         Fraction of each domain's held-out unit (sums, name triples, cities) kept for the test.
     atomic_share
         Share of ``facts`` training documents that state a city's country without a person.
+    domains
+        Which of :data:`DOMAINS` to generate (each from its own seeded stream, so leaving one
+        out does not change the others).
 
     Returns
     -------
     polars.DataFrame
-        ``schema.SAMPLES`` columns plus ``prompt`` (the text without its last word) and
-        ``answer`` (that word), in domain then split order (train, val, test).
+        ``schema.SAMPLES`` columns plus ``control`` (True for a control domain's documents),
+        ``prompt`` (the text without its last word) and ``answer`` (that word), in domain then
+        split order (train, val, test).
         ``sample_id`` is ``"<domain>-<split>-<index>"``. Validation documents come from the
         training distribution but are not trained on; test documents are the held-out task.
 
@@ -296,9 +341,13 @@ def make_corpus(
     if not 0.0 <= atomic_share <= 1.0:
         msg = f"atomic_share must be in [0, 1]; got {atomic_share}"
         raise ValueError(msg)
+    unknown = [d for d in domains if d not in DOMAINS]
+    if unknown or not domains:
+        msg = f"unknown domain(s) {unknown or list(domains)}; choose from {DOMAINS}"
+        raise ValueError(msg)
     world = make_world(seed=seed, held_out=held_out)
     rows: list[tuple[str, str, str, str]] = []
-    for domain in DOMAINS:
+    for domain in domains:
         for split, n in (("train", n_train), (_VAL, n_val), ("test", n_test)):
             rng = random.Random(f"{seed}-{domain}-{split}")
             docs = _documents(
@@ -306,6 +355,7 @@ def make_corpus(
             )
             rows += [(f"{domain}-{split}-{i:06d}", t, domain, split) for i, t in enumerate(docs)]
     frame = pl.DataFrame(rows, schema=list(SAMPLES), orient="row").with_columns(
+        control=pl.col("domain").is_in(list(CONTROL_DOMAINS)),
         prompt=pl.col("text").str.replace(r" \S+$", ""),
         answer=pl.col("text").str.extract(r"(\S+)$"),
     )

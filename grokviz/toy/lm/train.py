@@ -57,10 +57,17 @@ class LMConfig(JsonConfig):
     """Training documents per domain kept as samples (traced, evaluated at every checkpoint)."""
     held_out: float = 0.2
     """Fraction of each domain's held-out unit reserved for its test task (see corpus)."""
+    domains: tuple[str, ...] = DOMAINS
+    """The corpus's domains; ``random`` is the negative control (random answers)."""
     model: ModelSpec = field(default_factory=ModelSpec)
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1.0
+    router_init_scale: float = 1.0
+    """Factor on the routers' initial weights (std 0.02 in OLMoE's init); larger starts routing
+    sharp rather than letting it sharpen through the run."""
+    router_weight_decay: float | None = None
+    """Weight decay of the router weights; None: the same as ``weight_decay``."""
     betas: tuple[float, float] = (0.9, 0.98)
     warmup: int = 50
     final_lr_fraction: float = 0.1
@@ -100,7 +107,7 @@ class LMConfig(JsonConfig):
     @property
     def steps(self) -> int:
         """Optimizer steps of the one pass: every training document once."""
-        return math.ceil(len(DOMAINS) * self.docs_per_domain / self.batch_size)
+        return math.ceil(len(self.domains) * self.docs_per_domain / self.batch_size)
 
     def schedule(self) -> list[int]:
         """Checkpoint steps: 0, then about ``n_checkpoints`` steps ending at the last one.
@@ -196,7 +203,7 @@ class LMRun(Run):
 
     config: LMConfig
     kind: ClassVar[str] = RUN_KIND
-    command: ClassVar[str] = "python -m grokviz.toy lm"
+    command: ClassVar[str] = "python -m grokviz.toy train --toy lm"
     max_length: ClassVar[int] = MAX_TOKENS
 
     @classmethod
@@ -249,6 +256,7 @@ def train_lm(config: LMConfig, out: str | Path, *, progress: bool = True) -> LMR
         n_test=config.test_per_domain,
         seed=config.seed,
         held_out=config.held_out,
+        domains=config.domains,
     )
     train_docs = corpus.filter(pl.col("split") == "train")
     train_ids = encode(train_docs["text"].to_list())
@@ -300,4 +308,5 @@ def train_lm(config: LMConfig, out: str | Path, *, progress: bool = True) -> LMR
         trained.sample_accuracy,
         trained.checkpoints,
         trained.seconds,
+        trained.answer_losses,
     )

@@ -36,17 +36,12 @@ def _first_from(steps: Any, ok: Any) -> int | None:
 
 
 def _rise_step(accuracy: pl.DataFrame, task: str | None = None, *, fraction: float = 0.25) -> int:
-    """Where test accuracy's sustained rise begins (the paper correlates from there on).
+    """Where test accuracy's sustained rise begins (the paper correlates from there on):
+    :func:`grokviz.metrics.rise_step` of the rows of ``task`` (else of all rows: one task's)."""
+    from grokviz.metrics import rise_step
 
-    The last checkpoint, before the maximum, whose accuracy is still below
-    ``first + fraction * (max - first)``. ``accuracy`` holds ``step`` and ``accuracy`` columns:
-    the rows of ``task`` when given, else all rows (one task's).
-    """
     part = (accuracy if task is None else accuracy.filter(pl.col("task") == task)).sort("step")
-    acc, steps = part["accuracy"].to_numpy(), part["step"].to_numpy()
-    peak = int(np.argmax(acc))
-    below = np.flatnonzero(acc[: peak + 1] < acc[0] + fraction * (acc[peak] - acc[0]))
-    return int(steps[below[-1]]) if below.size else int(steps[0])
+    return rise_step(part["step"].to_numpy(), part["accuracy"].to_numpy(), fraction=fraction)
 
 
 def _val_loss(store: Any, samples: pl.DataFrame, *, overall: bool = False) -> pl.DataFrame:

@@ -12,6 +12,8 @@ evaluates the float16-rounded weights (what a checkpoint stores and the tracer w
     accuracy.parquet         schema.ACCURACY: test accuracy per checkpoint x domain (+ "all")
     sample_accuracy.parquet  schema.SAMPLE_ACCURACY: per checkpoint x test sample
     training_log.parquet     per evaluation step x domain x split: loss, answer_loss, accuracy
+    answer_losses.parquet    schema.LOSSES: per checkpoint x training sample, the answer token's
+                             loss (n_tokens 1), for a memorization criterion on the answer alone
 
 Runs are deterministic for a config: seeded initialisation, ``torch.use_deterministic_algorithms``
 and a fixed number of intra-op threads (:func:`deterministic`).
@@ -30,7 +32,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import polars as pl
 
-from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, conform
+from grokviz.schema import ACCURACY, LOSSES, SAMPLE_ACCURACY, conform
 from grokviz.toy.shared.model import (
     CHECKPOINT_FORMAT,
     ModelSpec,
@@ -103,6 +105,9 @@ class Run:
     sample_accuracy: pl.DataFrame
     checkpoints: list[Path]
     seconds: float
+    answer_losses: pl.DataFrame | None = None
+    """Per checkpoint and training sample, the answer token's loss (``schema.LOSSES``); None
+    for runs written before the trainer recorded it."""
 
     kind: ClassVar[str] = ""
     command: ClassVar[str] = ""
@@ -151,6 +156,11 @@ class Run:
             sample_accuracy=pl.read_parquet(folder / "sample_accuracy.parquet"),
             checkpoints=sorted((folder / "checkpoints").glob("step-*[0-9]")),
             seconds=float(meta["seconds"]),
+            answer_losses=(
+                pl.read_parquet(answers)
+                if (answers := folder / "answer_losses.parquet").is_file()
+                else None
+            ),
         )
 
 
@@ -281,6 +291,7 @@ class Trained:
     sample_accuracy: pl.DataFrame
     checkpoints: list[Path]
     seconds: float
+    answer_losses: pl.DataFrame
 
 
 class _Recorder:
@@ -291,6 +302,9 @@ class _Recorder:
         self.samples = samples
         self.test_mask = (samples["split"] == "test").to_torch()
         self.test_ids = samples.filter(pl.col("split") == "test").select("sample_id")
+        self.train_mask = (samples["split"] == "train").to_torch()
+        self.train_ids = samples.filter(pl.col("split") == "train").select("sample_id")
+        self.answer_frames: list[pl.DataFrame] = []
         self.logs: list[pl.DataFrame] = []
         self.accuracy_rows: list[dict[str, Any]] = []
         self.sample_frames: list[pl.DataFrame] = []
@@ -305,6 +319,14 @@ class _Recorder:
         label = CHECKPOINT_FORMAT.format(step=step)
         self.checkpoints.append(path)
         correct = scores.correct[self.test_mask]
+        self.answer_frames.append(
+            self.train_ids.with_columns(
+                checkpoint=pl.lit(label),
+                step=pl.lit(step, pl.Int64),
+                loss=pl.Series(scores.answer_loss[self.train_mask].double().numpy()),
+                n_tokens=pl.lit(1, pl.Int32),
+            )
+        )
         self.sample_frames.append(
             self.test_ids.with_columns(
                 checkpoint=pl.lit(label),
@@ -337,6 +359,10 @@ class _Recorder:
             name="sample_accuracy",
         )
         log.write_parquet(self.folder / "training_log.parquet")
+        answers = conform(
+            pl.concat(self.answer_frames).select(list(LOSSES)), LOSSES, name="answer losses"
+        )
+        answers.write_parquet(self.folder / "answer_losses.parquet")
         accuracy.write_parquet(self.folder / "accuracy.parquet")
         sample_accuracy.write_parquet(self.folder / "sample_accuracy.parquet")
         run = {
@@ -347,7 +373,21 @@ class _Recorder:
             "checkpoints": [p.name for p in self.checkpoints],
         }
         (self.folder / "run.json").write_text(json.dumps(run, indent=1))
-        return Trained(log, accuracy, sample_accuracy, self.checkpoints, seconds)
+        return Trained(log, accuracy, sample_accuracy, self.checkpoints, seconds, answers)
+
+
+def _scale_routers(model: Any, scale: float) -> None:
+    """Multiply the freshly initialised router weights by ``scale``: routing then starts as
+    sharp as it will be, instead of sharpening steadily through the run (a drift every
+    pathway metric would follow)."""
+    import torch
+
+    if scale == 1.0:
+        return
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("mlp.gate.weight"):
+                param.mul_(scale)
 
 
 def _param_groups(model: Any, config: LoopConfig) -> list[dict[str, Any]]:
@@ -439,6 +479,7 @@ def train_on_schedule(
     start = time.perf_counter()
     with deterministic(config.threads):
         model = build_model(model_config, seed=config.seed)
+        _scale_routers(model, getattr(config, "router_init_scale", 1.0))
         shadow = build_model(model_config, seed=config.seed)  # holds the float16-rounded weights
         model.train()
         opt = torch.optim.AdamW(_param_groups(model, config), lr=config.lr, betas=config.betas)
