@@ -390,3 +390,114 @@ def test_run_loaders_say_which_run_a_folder_holds(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text(json.dumps({"config": {}, "seconds": 1}))  # no kind: toy
     with pytest.raises(ValueError, match=r"kind 'arithmetic', not 'lm'.*ToyRun"):
         LMRun.load(tmp_path)
+
+
+# --- the control group, the layouts, and the report's analysis -----------------------------------
+
+
+def test_the_random_control_is_a_fixed_table_that_no_rule_explains() -> None:
+    from grokviz.toy.arithmetic.tasks import random_answer
+
+    p = 11
+    frame = make_samples(p=p, operations=["add", "random"], train_fraction=0.5)
+    control = frame.filter(pl.col("domain") == "random")
+    assert control["control"].all() and not frame.filter(pl.col("domain") == "add")["control"].any()
+    # the same answers whatever the seed of the split: one table per modulus
+    other = make_samples(p=p, operations=["random"], train_fraction=0.5, seed=5)
+    both = control.join(other, on="sample_id", suffix="_other")
+    assert both.height == control.height and (both["answer"] == both["answer_other"]).all()
+    # no operation of the others reproduces the table, and the answers are spread out
+    for name in ("add", "sub", "mul"):
+        rule = OPERATIONS[name].rule
+        hits = sum(rule(a, b, p) == c for a, b, c in control.select("a", "b", "answer").iter_rows())
+        assert hits < control.height / 4, name
+    assert control["answer"].n_unique() >= p - 2
+    assert random_answer(3, 4, p) == control.filter(a=3, b=4)["answer"][0]
+
+
+def test_prefix_layout_puts_the_operation_first_and_encodes_like_the_tokenizer(
+    tmp_path: Path,
+) -> None:
+    from transformers import AutoTokenizer
+
+    ops = ["add", "random"]
+    frame = make_samples(p=7, operations=ops, layout="prefix")
+    assert frame.filter(domain="add", a=3, b=5)["text"][0] == "+ 3 5 = 1"
+    make_tokenizer(p=7, operations=ops).save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
+    ids = tok(frame["text"].to_list())["input_ids"]
+    assert ids == encode(frame, p=7, operations=ops, layout="prefix").tolist()
+    with pytest.raises(ValueError, match="layout"):
+        make_samples(p=7, operations=ops, layout="postfix")
+
+
+def test_answer_losses_are_recorded_for_every_training_sample(
+    tiny_runs: tuple[ToyRun, ToyRun],
+) -> None:
+    import torch
+
+    from grokviz.toy.arithmetic.analysis import answer_losses
+    from grokviz.toy.shared.model import load_checkpoint
+
+    run = tiny_runs[0]
+    recorded = run.answer_losses
+    assert recorded is not None
+    train_ids = set(run.samples.filter(pl.col("split") == "train")["sample_id"])
+    assert recorded.height == len(run.checkpoints) * len(train_ids)
+    assert set(recorded["sample_id"]) == train_ids
+    # the answer token's NLL, from plain transformers calls on the sample text
+    model, tok = load_checkpoint(run.checkpoints[-1])
+    last = recorded.filter(pl.col("step") == 6).sort("sample_id")
+    texts = run.samples.filter(pl.col("split") == "train").sort("sample_id")["text"].to_list()
+    with torch.no_grad():
+        ids = torch.tensor(tok(texts)["input_ids"])
+        logp = torch.log_softmax(model(input_ids=ids[:, :-1]).logits[:, -1].double(), -1)
+        nll = -logp[torch.arange(len(ids)), ids[:, -1]]
+    assert last["loss"].to_list() == pytest.approx(nll.tolist(), abs=1e-4)
+    # a run without the file computes the same losses from its checkpoints
+    bare = ToyRun.load(run.out)
+    bare.answer_losses = None
+    again = answer_losses(bare).sort("step", "sample_id")
+    assert again["loss"].to_list() == pytest.approx(
+        recorded.sort("step", "sample_id")["loss"].to_list(), abs=1e-5
+    )
+
+
+def test_report_of_a_tiny_run_shows_the_controls_and_honest_counts(
+    tiny_runs: tuple[ToyRun, ToyRun], tmp_path: Path
+) -> None:
+    import grokviz.toy.arithmetic.report as report
+    from grokviz.metrics import memorization_onsets
+    from grokviz.store import TraceStore
+    from grokviz.toy.arithmetic.analysis import analyze_run
+    from grokviz.toy.runs import trace_run
+
+    run = tiny_runs[0]
+    store = trace_run(run.out, store=tmp_path / "trace", progress=False)
+    analysis = analyze_run(run.out, store=store, replicates=10, views=False, pair=False)
+    assert analysis.controls == ["random"]
+    assert analysis.validation.controls == ["random"]
+    # the share memorized is over all the domain's training samples, as memorization_onsets says
+    onsets = memorization_onsets(TraceStore.open(store).losses(), run.samples)
+    last = int(TraceStore.open(store).losses()["step"].max())
+    for row in analysis.sample_delays.iter_rows(named=True):
+        dom = onsets.filter(domain=row["domain"])
+        memorized = int((dom["onset_step"] < last).fill_null(False).sum())
+        assert row["memorized_before_T"] == memorized
+        assert row["training_samples"] == dom.height
+        assert row["share_memorized"] == pytest.approx(memorized / dom.height)
+    text = report.render(analysis, run)
+    for heading in (
+        "## Which samples count as memorized",
+        "## The controls: does a metric track each group's generalization, or only training time?",
+        "## What the controls imply for the paper's Table 1",
+        "random (control)",
+    ):
+        assert heading in text, heading
+    answer = analyze_run(
+        run.out, store=store, memorization="answer", replicates=0, views=False, pair=False
+    )
+    assert answer.memorization == "answer"
+    assert "the answer token's loss alone" in report.render(answer, run)
+    with pytest.raises(ValueError, match="memorization"):
+        analyze_run(run.out, store=store, memorization="tokens")

@@ -109,9 +109,9 @@ PRESETS: dict[str, ToyConfig] = {
     "default": ToyConfig(),
     "tiny": ToyConfig(
         p=7,
-        operations=("add", "sub"),
-        train_fraction=(0.5, 0.5),
-        model=ModelSpec(hidden_size=16, intermediate_size=16, num_layers=2, num_experts=4),
+        operations=("add", "sub", "random"),
+        train_fraction=(0.5, 0.5, 0.5),
+        model=ModelSpec(hidden_size=16, intermediate_size=16, num_layers=3, num_experts=4),
         steps=6,
         batch_size=16,
         warmup=2,
@@ -206,7 +206,7 @@ def config_samples(config: ToyConfig) -> tuple[Any, Any]:
     Examples
     --------
     >>> samples, ids = config_samples(PRESETS["tiny"])
-    >>> samples.height == ids.shape[0] == 2 * 7 * 7
+    >>> samples.height == ids.shape[0] == 3 * 7 * 7
     True
     """
     samples = make_samples(

@@ -22,8 +22,11 @@ import polars as pl
 from grokviz.toy.shared.markdown import _fmt
 
 
-def routing_shape(store: Any, *, tau: float = 0.7, split: str = "train") -> pl.DataFrame:
-    """Per checkpoint, how peaked the routing of the ``split`` samples is.
+def routing_shape(
+    store: Any, *, tau: float = 0.7, split: str = "train", checkpoints: list[str] | None = None
+) -> pl.DataFrame:
+    """Per checkpoint (all, or the labels in ``checkpoints``), how peaked the routing of the
+    ``split`` samples is.
 
     Columns: ``step``, ``entropy`` (mean entropy of a sample's token-averaged routing, nats),
     ``max_entropy`` (``ln K``), ``largest_weight`` (mean largest token-averaged weight),
@@ -33,9 +36,10 @@ def routing_shape(store: Any, *, tau: float = 0.7, split: str = "train") -> pl.D
 
     Examples
     --------
-    >>> shape = routing_shape(store)
-    >>> shape.columns[:3], shape.height == store.checkpoints().height
-    (['step', 'entropy', 'max_entropy'], True)
+    >>> last_two = store.checkpoints()["checkpoint"].to_list()[-2:]
+    >>> shape = routing_shape(store, checkpoints=last_two)
+    >>> shape.columns[:3], shape.height
+    (['step', 'entropy', 'max_entropy'], 2)
     """
     from grokviz.metrics.consistency import routing_entropy
 
@@ -52,7 +56,10 @@ def routing_shape(store: Any, *, tau: float = 0.7, split: str = "train") -> pl.D
         pl.col("weights").list.first().mean().alias("token_largest_weight")
     )
     rows = []
-    for label, step in store.checkpoints().select("checkpoint", "step").iter_rows():
+    ckpts = store.checkpoints().select("checkpoint", "step")
+    if checkpoints is not None:
+        ckpts = ckpts.filter(pl.col("checkpoint").is_in(checkpoints))
+    for label, step in ckpts.iter_rows():
         weights, _ = store.routing_array(label, sample_ids=None if ids is None else ids.to_list())
         w = np.asarray(weights, dtype=np.float64)
         k = w.shape[-1]
@@ -96,7 +103,7 @@ def controls_table(validation: Any) -> pl.DataFrame:
         "half_change_low",
         "half_change_high",
         "half_rise",
-        "relative_change",
+        "change",
     )
     verdicts = validation.verdicts.select("group", "metric", "tracks", "flagged")
     joined = corr.join(times, on=["group", "metric"], how="left").join(
