@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from grokviz.errors import InputError
 from grokviz.metrics._myers import _Myers, _pad, _Seqs
 from grokviz.pathways import PackedPathways, symbols_to_strings
 
@@ -82,11 +83,11 @@ def _strings(*groups: _Seqs) -> list[list[str]]:
 def _resolve(backend: Backend, device: Any) -> tuple[str, Any]:
     if backend not in ("auto", "torch", "rapidfuzz"):
         msg = f"backend must be 'auto', 'torch' or 'rapidfuzz'; got {backend!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
     if backend == "rapidfuzz":
         if device is not None and str(device) != "cpu":
             msg = f"the rapidfuzz backend runs on the CPU; use backend='torch' for device {device}"
-            raise ValueError(msg)
+            raise InputError(msg)
         return "rapidfuzz", None
     import torch
 

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz.errors import EmptyInputError, StoreDamagedError, TraceStoreError
+from grokviz.errors import EmptyInputError, InputError, StoreDamagedError, TraceStoreError
 from grokviz.metrics.onsets import memorization_onsets
 from grokviz.metrics.stats import bootstrap_mean
 
@@ -64,7 +64,7 @@ def _group_kinds(groups: str | Sequence[str]) -> list[str]:
     bad = [g for g in kinds if g not in _GROUP_KINDS]
     if bad or not kinds:
         msg = f"groups must be some of {list(_GROUP_KINDS)}, got {groups!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
     return kinds
 
 
@@ -119,7 +119,7 @@ def _control_ids(samples: pl.DataFrame) -> set[str]:
             f"the samples table's 'control' column must be Boolean (True for samples whose "
             f"targets are random), got {flag.dtype}"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return set(samples.filter(flag.fill_null(False))["sample_id"].cast(pl.String).to_list())
 
 
@@ -308,7 +308,7 @@ def analyze(
     kinds = _group_kinds(groups)
     if replicates < 0 or n_null < 1:
         msg = f"replicates must be >= 0 and n_null >= 1; got {replicates} and {n_null}"
-        raise ValueError(msg)
+        raise InputError(msg)
     ckpts = schema.conform(src.checkpoints(), schema.CHECKPOINTS, name="checkpoints").sort("step")
     if ckpts.height == 0:
         msg = "the trace store has no checkpoints; trace some first (grokviz trace)"
@@ -543,7 +543,7 @@ def _distances(
     else:
         if n_pairs < 2:
             msg = f"n_pairs must be at least 2 for a confidence interval; got {n_pairs}"
-            raise ValueError(msg)
+            raise InputError(msg)
         picked = np.random.default_rng(seed).choice(population, size=n_pairs, replace=False)
         chunks = iter([_triangle_pairs(n, picked)])
     d_all: list[np.ndarray] = []

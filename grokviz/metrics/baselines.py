@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from grokviz.errors import InputError
+
 __all__ = ["null_distances", "null_pathways", "uniform_consistency"]
 
 
@@ -119,7 +121,7 @@ def null_distances(
 
     if n_null < 1:
         msg = f"n_null must be at least 1, got {n_null}"
-        raise ValueError(msg)
+        raise InputError(msg)
     w = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights)
     rng = np.random.default_rng(seed)
     total = np.zeros(len(pairs), dtype=np.float64)
@@ -161,6 +163,6 @@ def uniform_consistency(routers: Any, *, device: Any = None) -> float:
     r = np.asarray(routers.detach().cpu() if hasattr(routers, "detach") else routers)
     if r.ndim != 3:
         msg = f"routers must have shape [layers, experts, hidden], got {r.shape}"
-        raise ValueError(msg)
+        raise InputError(msg)
     uniform = np.full((1, r.shape[0], r.shape[1]), 1.0 / r.shape[1])
     return float(consistency(uniform, r, device=device)[0])

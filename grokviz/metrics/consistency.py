@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from grokviz.errors import InputError
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -73,20 +75,20 @@ def _check_shapes(weights: torch.Tensor, routers: torch.Tensor) -> None:
             f"weights must have shape [samples, layers, experts], got {tuple(weights.shape)}; "
             "pass TraceStore.routing_array(checkpoint)[0]"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     if routers.ndim != 3:
         msg = (
             f"routers must have shape [layers, experts, hidden], got {tuple(routers.shape)}; "
             "pass TraceStore.router_array(checkpoint)"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     if weights.shape[1:] != routers.shape[:2]:
         msg = (
             f"weights have {weights.shape[1]} layers x {weights.shape[2]} experts but routers have "
             f"{routers.shape[0]} layers x {routers.shape[1]} experts; take both from the same "
             "checkpoint and the same layers"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
 
 
 def routing_embeddings(weights: ArrayT, routers: Any, *, device: Any = None) -> ArrayT:
@@ -158,7 +160,7 @@ def adjacent_cosines(weights: ArrayT, routers: Any, *, device: Any = None) -> Ar
             f"consistency needs at least 2 MoE layers to compare adjacent ones, got {g.shape[1]}; "
             "pass more layers (layers=None uses all of them)"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     # Through Gram matrices, never the [N, L, d] embeddings (gigabytes for OLMoE's d=2048):
     # e_l . e_m = g_l^T (W_l W_m^T) g_m, so only [L, K, K] matrices are built.
     gram = torch.einsum("lkd,ljd->lkj", w, w)
@@ -264,7 +266,7 @@ def routing_entropy(weights: ArrayT, *, device: Any = None) -> ArrayT:
     g = _as_tensor(weights, name="weights", device=device)
     if g.ndim != 3:
         msg = f"weights must have shape [samples, layers, experts], got {tuple(g.shape)}"
-        raise ValueError(msg)
+        raise InputError(msg)
     plogp = torch.where(g > 0, g * torch.log(torch.where(g > 0, g, 1.0)), 0.0)
     out = (-plogp.sum(dim=-1)).mean(dim=-1)
     return _back(out, weights)

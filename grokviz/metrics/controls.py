@@ -28,6 +28,8 @@ import numpy as np
 import polars as pl
 from numpy.typing import ArrayLike
 
+from grokviz.errors import InputError
+
 __all__ = [
     "DIRECTIONS",
     "correlation_intervals",
@@ -140,7 +142,7 @@ def partial_correlation(
     xs, ys, zs = (np.asarray(v, dtype=np.float64).ravel() for v in (x, y, z))
     if not xs.shape == ys.shape == zs.shape:
         msg = f"x, y and z must have equal length; got {xs.size}, {ys.size}, {zs.size}"
-        raise ValueError(msg)
+        raise InputError(msg)
     keep = np.isfinite(xs) & np.isfinite(ys) & np.isfinite(zs)
     xs, ys, zs = xs[keep], ys[keep], zs[keep]
     if xs.size < 4:
@@ -149,7 +151,7 @@ def partial_correlation(
         xs, ys, zs = _ranks(xs), _ranks(ys), _ranks(zs)
     elif method != "pearson":
         msg = f"method must be 'pearson' or 'spearman', got {method!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
     return float(_partial_rows(xs[None], ys[None], zs[None])[0])
 
 
@@ -221,10 +223,10 @@ def correlation_intervals(
     st = np.asarray(steps, dtype=np.float64)
     if not xs.shape == ys.shape == st.shape or xs.ndim != 1:
         msg = f"x, y and steps must be 1-d of equal length; got {xs.shape}, {ys.shape}, {st.shape}"
-        raise ValueError(msg)
+        raise InputError(msg)
     if np.any(st < 0):
         msg = f"steps must be non-negative; got {st.min()}"
-        raise ValueError(msg)
+        raise InputError(msg)
     z = np.log1p(st)
     keep = np.isfinite(xs) & np.isfinite(ys)
     out = {
@@ -244,7 +246,7 @@ def correlation_intervals(
         reps = np.asarray(replicates, dtype=np.float64)
         if reps.ndim != 2 or reps.shape[1] != xs.size:
             msg = f"replicates must have shape [R, {xs.size}]; got {reps.shape}"
-            raise ValueError(msg)
+            raise InputError(msg)
         reps = reps[:, keep]
         good = np.isfinite(reps).all(axis=1)
         reps = reps[good]
@@ -298,10 +300,10 @@ def half_step(
     v = np.asarray(values, dtype=np.float64)
     if s.shape != v.shape or s.ndim != 1:
         msg = f"steps and values must be 1-d of equal length; got {s.shape} and {v.shape}"
-        raise ValueError(msg)
+        raise InputError(msg)
     if direction not in (1, -1):
         msg = f"direction must be +1 or -1, got {direction!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
     keep = np.isfinite(v)
     s, z = s[keep], direction * v[keep]
     if z.size < 2:

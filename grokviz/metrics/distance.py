@@ -45,7 +45,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import polars as pl
 
-from grokviz.errors import EmptyInputError
+from grokviz.errors import EmptyInputError, InputError
 
 # The inputs, backends and pair enumeration live in _distance_backends; the private names stay
 # importable from here.
@@ -225,7 +225,7 @@ def _estimate(d: np.ndarray, population: int, confidence: float) -> DistanceEsti
         return DistanceEstimate(value, value, value, n, True)
     if not 0 < confidence < 1:
         msg = f"confidence must be in (0, 1); got {confidence}"
-        raise ValueError(msg)
+        raise InputError(msg)
     z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
     sd = float(d.std(ddof=1)) if n > 1 else math.inf
     fpc = math.sqrt((population - n) / (population - 1))
@@ -236,7 +236,7 @@ def _estimate(d: np.ndarray, population: int, confidence: float) -> DistanceEsti
 def _check_n_pairs(n_pairs: int | None) -> None:
     if n_pairs is not None and n_pairs < 2:
         msg = f"n_pairs must be at least 2 for a confidence interval; got {n_pairs}"
-        raise ValueError(msg)
+        raise InputError(msg)
 
 
 def mean_pairwise_distance(
@@ -396,7 +396,7 @@ def per_layer_mean_distance(
     n_layers = {len(p) for p in layered}
     if len(n_layers) > 1:
         msg = f"every pathway needs the same number of layers; got {sorted(n_layers)}"
-        raise ValueError(msg)
+        raise InputError(msg)
     count = n_layers.pop() if n_layers else 0
     out = [
         mean_pairwise_distance(

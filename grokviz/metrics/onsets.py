@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz.errors import EmptyInputError
+from grokviz.errors import EmptyInputError, InputError
 
 __all__ = [
     "MemorizationSummary",
@@ -57,7 +57,7 @@ def _wide(
             f"checkpoint label(s) {dup['checkpoint'].to_list()} appear with several steps in the "
             f"{name} table; give each checkpoint one step"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     labels = ckpts["checkpoint"].to_list()
     steps = ckpts["step"].to_list()
     ids = frame["sample_id"].unique(maintain_order=True).sort().to_list()
@@ -197,7 +197,7 @@ def memorization_onsets(
         raise EmptyInputError(msg)
     if delta < 0:
         msg = f"delta must be >= 0, got {delta}"
-        raise ValueError(msg)
+        raise InputError(msg)
     matrix, ids, labels, steps = _wide(losses, "loss", name="losses")
     dom_of = dict(zip(domains["sample_id"], domains["domain"], strict=True))
     dom = np.array([dom_of[s] for s in ids], dtype=object)
@@ -244,7 +244,7 @@ def _domains(ids: pl.Series, samples: pl.DataFrame | None, *, split: str | None)
     for col in ("sample_id", "domain"):
         if col not in samples.columns:
             msg = f"the samples table lacks column {col!r}; it has {samples.columns}"
-            raise ValueError(msg)
+            raise InputError(msg)
     if split is not None and "split" in samples.columns:
         samples = samples.filter(pl.col("split") == split)
     out = samples.select(pl.col("sample_id").cast(pl.String), pl.col("domain").cast(pl.String))

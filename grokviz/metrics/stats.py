@@ -18,6 +18,7 @@ import polars as pl
 from numpy.typing import ArrayLike
 
 from grokviz import schema
+from grokviz.errors import InputError
 
 __all__ = [
     "bootstrap_mean",
@@ -59,7 +60,7 @@ def fit_stats(x: ArrayLike, y: ArrayLike) -> dict[str, float]:
     ys = np.asarray(y, dtype=np.float64)
     if xs.shape != ys.shape or xs.ndim != 1:
         msg = f"x and y must be 1-d and of equal length, got shapes {xs.shape} and {ys.shape}"
-        raise ValueError(msg)
+        raise InputError(msg)
     keep = np.isfinite(xs) & np.isfinite(ys)
     xs, ys = xs[keep], ys[keep]
     n = int(xs.size)
@@ -265,7 +266,7 @@ def bootstrap_mean(
     """
     if not 0 < confidence < 1:
         msg = f"confidence must be between 0 and 1, got {confidence}"
-        raise ValueError(msg)
+        raise InputError(msg)
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
         return math.nan, math.nan, math.nan
@@ -321,7 +322,7 @@ def shuffle_routing(
     w = np.asarray(weights)
     if w.ndim != 3:
         msg = f"weights must have shape [samples, layers, experts], got {w.shape}"
-        raise ValueError(msg)
+        raise InputError(msg)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n, layers, k = w.shape
     if mode == "experts":
@@ -331,7 +332,7 @@ def shuffle_routing(
         perm = np.argsort(rng.random((n, layers)), axis=0)
         return np.take_along_axis(w, perm[:, :, None], axis=0)
     msg = f"mode must be 'experts' or 'samples', got {mode!r}"
-    raise ValueError(msg)
+    raise InputError(msg)
 
 
 def null_band(
@@ -381,7 +382,7 @@ def null_band(
     """
     if n_shuffles < 1:
         msg = f"n_shuffles must be at least 1, got {n_shuffles}"
-        raise ValueError(msg)
+        raise InputError(msg)
     rng = np.random.default_rng(seed)
     observed = float(metric(np.asarray(weights)))
     null = np.array(

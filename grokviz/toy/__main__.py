@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from grokviz.errors import InputError
+
 TOYS = ("arithmetic", "lm")
 
 
@@ -90,7 +92,7 @@ def _settings(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             msg = f"--set takes KEY=VALUE, got {pair!r}; e.g. --set lr=0.004"
-            raise ValueError(msg)
+            raise InputError(msg)
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:

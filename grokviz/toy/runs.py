@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from grokviz.errors import InputError
 from grokviz.toy.shared.loop import Run, run_kind
 
 DEFAULT_REPORTS: dict[str, Path] = {
@@ -39,7 +40,7 @@ def open_run(folder: str | Path) -> Run:
     loaders = _loaders()
     if kind not in loaders:
         msg = f"{folder} holds a run of unknown kind {kind!r}; grokviz.toy opens {sorted(loaders)}"
-        raise ValueError(msg)
+        raise InputError(msg)
     return loaders[kind].load(folder)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from grokviz.errors import InputError
 from grokviz.toy.arithmetic.train import ToyRun
 from grokviz.toy.shared.curves import _first, _val_loss
 
@@ -244,7 +245,7 @@ def analyze_run(
 
     if memorization not in ("sample", "answer"):
         msg = f"memorization must be 'sample' or 'answer', got {memorization!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
     toy = ToyRun.load(run)
     st = TraceStore.open(Path(store) if store is not None else toy.out / "trace")
     losses = st.losses() if memorization == "sample" else answer_losses(toy)

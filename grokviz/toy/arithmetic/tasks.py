@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from grokviz.errors import InputError
 from grokviz.schema import SAMPLES, conform
 from grokviz.toy.shared.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
@@ -95,17 +96,17 @@ def _is_prime(n: int) -> bool:
 def _check(p: int, operations: Sequence[str]) -> None:
     if not _is_prime(p):
         msg = f"the modulus p must be a prime (division needs inverses); got p={p}, try 53 or 97"
-        raise ValueError(msg)
+        raise InputError(msg)
     unknown = [op for op in operations if op not in OPERATIONS]
     if unknown or not operations:
         msg = f"unknown operation(s) {unknown or operations!r}; choose from {sorted(OPERATIONS)}"
-        raise ValueError(msg)
+        raise InputError(msg)
 
 
 def _check_layout(layout: str) -> None:
     if layout not in LAYOUTS:
         msg = f"layout must be one of {LAYOUTS}; got {layout!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
 
 
 def equation(a: int, b: int, operation: str, *, p: int, layout: str = "infix") -> str:
@@ -180,7 +181,7 @@ def make_samples(
                 f"train_fraction for {name!r} must be in (0, 1) and leave room for "
                 f"val_fraction={val_fraction} and a test split; got {frac!r}"
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         op = OPERATIONS[name]
         pairs = [(a, b) for a in range(p) for b in range(p) if not (op.excludes_zero_b and b == 0)]
         rng.shuffle(pairs)

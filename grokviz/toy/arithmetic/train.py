@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from grokviz.errors import InputError
 from grokviz.toy.arithmetic.tasks import encode, make_samples, make_tokenizer, vocabulary
 from grokviz.toy.shared.loop import JsonConfig, Run, train_on_schedule
 from grokviz.toy.shared.model import ModelSpec, olmoe_config
@@ -85,17 +86,17 @@ class ToyConfig(JsonConfig):
                 f"train_fraction has {len(self.train_fraction)} values for "
                 f"{len(self.operations)} operations {self.operations}; give one per operation"
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         if not 0.0 <= self.prompt_weight <= 1.0:
             msg = f"prompt_weight must be in [0, 1]; got {self.prompt_weight}"
-            raise ValueError(msg)
+            raise InputError(msg)
         bad = [s for s in self.checkpoints if not 0 <= s <= self.steps]
         if bad:
             msg = f"checkpoint steps {bad} lie outside 0..steps={self.steps}"
-            raise ValueError(msg)
+            raise InputError(msg)
         if self.decay is not None and not 0 <= self.decay[0] < self.decay[1]:
             msg = f"decay must be (start, end) with 0 <= start < end, or None; got {self.decay}"
-            raise ValueError(msg)
+            raise InputError(msg)
 
     def schedule(self) -> list[int]:
         """The steps at which checkpoints are saved."""
@@ -135,7 +136,7 @@ def checkpoint_steps(steps: int, *, n: int, every: int = 1) -> list[int]:
     """
     if steps < every or n < 1:
         msg = f"need steps >= every >= 1 and n >= 1; got steps={steps}, every={every}, n={n}"
-        raise ValueError(msg)
+        raise InputError(msg)
     if n == 1:
         return [steps]
     lo, hi = math.log(every), math.log(steps)
@@ -294,7 +295,7 @@ def with_steps(config: ToyConfig, steps: int) -> ToyConfig:
     """
     if steps < 1:
         msg = f"steps must be at least 1; got {steps}"
-        raise ValueError(msg)
+        raise InputError(msg)
     if not config.checkpoints:
         return replace(config, steps=steps)
     kept = {s for s in config.checkpoints if s <= steps}

@@ -152,7 +152,7 @@ def analyze_lm(
     >>> result = analyze_lm("/tmp/lmtoy")  # doctest: +SKIP
     >>> result.table1["all checkpoints"].filter(metric="distance")  # doctest: +SKIP
     """
-    from grokviz.errors import EmptyInputError
+    from grokviz.errors import EmptyInputError, InputError
     from grokviz.metrics import (
         analyze,
         correlate,
@@ -165,7 +165,7 @@ def analyze_lm(
 
     if memorization not in ("sample", "answer"):
         msg = f"memorization must be 'sample' or 'answer', got {memorization!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
     lm = LMRun.load(run)
     st = TraceStore.open(Path(store) if store is not None else lm.out / "trace")
     accuracy = lm.accuracy.with_columns(
@@ -176,7 +176,7 @@ def analyze_lm(
     real = [d for d in domains if d not in controls]
     if memorization == "answer" and lm.answer_losses is None:
         msg = f"{lm.out} records no answer losses (a run from before they were); retrain it"
-        raise ValueError(msg)
+        raise InputError(msg)
     losses = st.losses() if memorization == "sample" else lm.answer_losses
     assert losses is not None
     onsets = memorization_onsets(losses, lm.samples)

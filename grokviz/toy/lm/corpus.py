@@ -30,6 +30,7 @@ from typing import Any
 
 import polars as pl
 
+from grokviz.errors import InputError
 from grokviz.schema import SAMPLES, conform
 from grokviz.toy.shared.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
@@ -114,7 +115,7 @@ def encode(texts: list[str]) -> Any:
         ids = [vocab["<bos>"], *(vocab[w] for w in text.split())]
         if len(ids) > MAX_TOKENS:
             msg = f"document {text!r} has {len(ids)} tokens; at most {MAX_TOKENS} fit"
-            raise ValueError(msg)
+            raise InputError(msg)
         out[row, : len(ids)] = torch.tensor(ids)
     return out
 
@@ -146,7 +147,7 @@ def make_world(*, seed: int = 0, held_out: float = 0.2) -> World:
     """
     if not 0.0 < held_out < 1.0:
         msg = f"held_out must be a fraction in (0, 1); got {held_out}"
-        raise ValueError(msg)
+        raise InputError(msg)
     rng = random.Random(f"world-{seed}")
     cities = [f"c{i}" for i in range(N_CITIES)]
     # every country gets the same number of cities, in a seeded order
@@ -178,7 +179,7 @@ def _result(op: str, a: int, b: int) -> int:
     if op == "sub" and 0 <= b <= a:
         return a - b
     msg = f"op must be 'add' or 'sub' with b <= a; got op={op!r}, a={a}, b={b}"
-    raise ValueError(msg)
+    raise InputError(msg)
 
 
 def arithmetic_document(name: str, obj: str, op: str, a: int, b: int) -> str:
@@ -337,14 +338,14 @@ def make_corpus(
     """
     if min(n_train, n_val, n_test) < 0:
         msg = f"document counts must be >= 0; got n_train={n_train}, n_val={n_val}, n_test={n_test}"
-        raise ValueError(msg)
+        raise InputError(msg)
     if not 0.0 <= atomic_share <= 1.0:
         msg = f"atomic_share must be in [0, 1]; got {atomic_share}"
-        raise ValueError(msg)
+        raise InputError(msg)
     unknown = [d for d in domains if d not in DOMAINS]
     if unknown or not domains:
         msg = f"unknown domain(s) {unknown or list(domains)}; choose from {DOMAINS}"
-        raise ValueError(msg)
+        raise InputError(msg)
     world = make_world(seed=seed, held_out=held_out)
     rows: list[tuple[str, str, str, str]] = []
     for domain in domains:

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from grokviz.errors import InputError
 from grokviz.schema import SAMPLES, conform
 from grokviz.toy.lm.corpus import (
     DOMAINS,
@@ -90,19 +91,19 @@ class LMConfig(JsonConfig):
                 f"tracked_per_domain={self.tracked_per_domain} exceeds docs_per_domain="
                 f"{self.docs_per_domain}; track at most every training document"
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         if self.batch_size < 1 or self.n_checkpoints < 1 or self.eval_every < 1:
             msg = (
                 "batch_size, n_checkpoints and eval_every must be >= 1; got "
                 f"{self.batch_size}, {self.n_checkpoints}, {self.eval_every}"
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         if self.spacing not in ("log", "linear"):
             msg = f"spacing must be 'log' or 'linear'; got {self.spacing!r}"
-            raise ValueError(msg)
+            raise InputError(msg)
         if self.model.num_layers < 2:
             msg = f"pathway consistency needs >= 2 MoE layers; got {self.model.num_layers}"
-            raise ValueError(msg)
+            raise InputError(msg)
 
     @property
     def steps(self) -> int:

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 import polars as pl
 
+from grokviz.errors import InputError
 from grokviz.schema import ACCURACY, LOSSES, SAMPLE_ACCURACY, conform
 from grokviz.toy.shared.model import (
     CHECKPOINT_FORMAT,
@@ -146,7 +147,7 @@ class Run:
                 "loader of its kind (grokviz.toy.ToyRun for 'arithmetic', grokviz.toy.LMRun for 'lm'), "
                 "or grokviz.toy.open_run for either"
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         return cls(
             out=folder,
             config=cls.config_from_json(meta["config"]),
@@ -539,7 +540,7 @@ def with_overrides(config: _D, **changes: Any) -> _D:
             f"unknown setting(s) {bad} for {type(config).__name__}; choose from {sorted(known)} "
             f"or model_<field> with a field of ModelSpec {sorted(model_known)}"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     model_changes = {k[len("model_") :]: v for k, v in changes.items() if k.startswith("model_")}
     rest = {k: v for k, v in changes.items() if not k.startswith("model_")}
     if model_changes:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grokviz.errors import InputError
+
 CHECKPOINT_FORMAT = "step-{step:06d}"
 """Name of a checkpoint folder; ``grokviz.tracing`` reads the step from it."""
 
@@ -47,10 +49,10 @@ def olmoe_config(spec: ModelSpec, *, vocab_size: int) -> Any:
             f"hidden_size {spec.hidden_size} is not a multiple of num_heads {spec.num_heads}; "
             "choose sizes such that each head has hidden_size / num_heads dimensions"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     if not 1 <= spec.top_k <= spec.num_experts:
         msg = f"top_k must be in 1..num_experts={spec.num_experts}; got {spec.top_k}"
-        raise ValueError(msg)
+        raise InputError(msg)
     return OlmoeConfig(
         vocab_size=vocab_size,
         hidden_size=spec.hidden_size,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from grokviz.errors import InputError
+
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>")
 """Ids 0-3 of every toy vocabulary, in this order."""
 
@@ -34,7 +36,7 @@ def word_tokenizer(vocab: Mapping[str, int], *, model_max_length: int) -> Any:
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
         msg = f"the vocabulary lacks the special tokens {missing}; give ids to all of {SPECIAL_TOKENS}"
-        raise ValueError(msg)
+        raise InputError(msg)
     backend = Tokenizer(models.WordLevel(vocab=dict(vocab), unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     # WordPiece with a prefix no word has puts the spaces back between words when decoding
