@@ -52,6 +52,9 @@ class ToyConfig(JsonConfig):
     router_init_scale: float = 1.0
     """Factor on the routers' initial weights (std 0.02 in OLMoE's init); larger starts routing
     sharp rather than letting it sharpen through the run."""
+    norm_weight_decay: float | None = None
+    """Weight decay of the RMSNorm gains (they scale what the routers see); None: the same as
+    ``weight_decay``."""
     router_weight_decay: float | None = None
     """Weight decay of the router weights; None: the same as ``weight_decay``. Decay keeps the
     router's logits small, so every token's routing stays close to uniform."""

@@ -67,6 +67,9 @@ class LMConfig(JsonConfig):
     router_init_scale: float = 1.0
     """Factor on the routers' initial weights (std 0.02 in OLMoE's init); larger starts routing
     sharp rather than letting it sharpen through the run."""
+    norm_weight_decay: float | None = None
+    """Weight decay of the RMSNorm gains (they scale what the routers see); None: the same as
+    ``weight_decay``."""
     router_weight_decay: float | None = None
     """Weight decay of the router weights; None: the same as ``weight_decay``."""
     betas: tuple[float, float] = (0.9, 0.98)

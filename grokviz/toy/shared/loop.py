@@ -392,18 +392,31 @@ def _scale_routers(model: Any, scale: float) -> None:
 
 
 def _param_groups(model: Any, config: LoopConfig) -> list[dict[str, Any]]:
-    """AdamW parameter groups: one, or the routers apart when the config gives them their own
-    weight decay (``router_weight_decay``). Strong weight decay keeps router logits small and
-    so routing nearly uniform; MoE recipes often exempt the router."""
+    """AdamW parameter groups: one, or the routers and the norms apart when the config gives
+    them a weight decay of their own (``router_weight_decay``, ``norm_weight_decay``). Strong
+    weight decay keeps router logits small, and decaying the RMSNorm gains that feed the
+    routers shrinks them too, so routing stays close to uniform; MoE recipes often exempt both.
+    """
     router_decay = getattr(config, "router_weight_decay", None)
+    norm_decay = getattr(config, "norm_weight_decay", None)
     params = list(model.named_parameters())
-    if router_decay is None:
+    if router_decay is None and norm_decay is None:
         return [{"params": [p for _, p in params], "weight_decay": config.weight_decay}]
-    is_router = lambda name: name.endswith("mlp.gate.weight")  # noqa: E731  OLMoE's router
-    return [
-        {"params": [p for n, p in params if not is_router(n)], "weight_decay": config.weight_decay},
-        {"params": [p for n, p in params if is_router(n)], "weight_decay": router_decay},
-    ]
+
+    def kind(name: str) -> str:
+        if router_decay is not None and name.endswith("mlp.gate.weight"):  # OLMoE's router
+            return "router"
+        if norm_decay is not None and name.endswith("norm.weight"):
+            return "norm"
+        return "rest"
+
+    decay = {"rest": config.weight_decay, "router": router_decay, "norm": norm_decay}
+    groups = []
+    for k in ("rest", "router", "norm"):
+        chosen = [p for n, p in params if kind(n) == k]
+        if chosen:
+            groups.append({"params": chosen, "weight_decay": decay[k]})
+    return groups
 
 
 def train_on_schedule(
