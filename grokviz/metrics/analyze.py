@@ -22,6 +22,7 @@ import polars as pl
 
 from grokviz import schema
 from grokviz.errors import EmptyInputError, InputError, StoreDamagedError, TraceStoreError
+from grokviz.metrics.distance import DistanceEstimate, SampledDistanceWarning
 from grokviz.metrics.onsets import memorization_onsets
 from grokviz.metrics.stats import bootstrap_mean
 
@@ -182,7 +183,7 @@ def analyze(
     onsets: pl.DataFrame | None = None,
     memorized_only: bool = True,
     groups: GroupKind | Sequence[GroupKind] = _GROUP_KINDS,  # type: ignore[assignment]
-    n_pairs: int | None = None,
+    n_pairs: int | Literal["auto"] | None = "auto",
     layers: Sequence[int] | None = None,
     per_layer: bool = False,
     baselines: bool = True,
@@ -229,6 +230,9 @@ def analyze(
     intervals over samples. ``ci_low`` / ``ci_high`` of means are percentile bootstraps over
     samples (``n_boot``); the distance interval is the one
     :func:`~grokviz.metrics.distance.mean_pairwise_distance` gives (none when exact).
+    By default a distance is exact where all pairs are affordable and estimated from a uniform
+    sample of pairs otherwise (``n_pairs="auto"``); sampled values carry their 95 % interval
+    and a :class:`~grokviz.metrics.distance.SampledDistanceWarning` says how many there are.
 
     Parameters
     ----------
@@ -252,7 +256,11 @@ def analyze(
     groups
         Which groupings to report: any of ``"global"``, ``"domain"``, ``"memorization"``.
     n_pairs
-        Sample this many pairs for each distance instead of all pairs (large groups).
+        Pairs per distance value. ``"auto"``: all pairs while that costs at most about 20,000
+        pairs of the paper's 470-symbol pathways (a second or so on 2 CPU cores), else a
+        uniform sample of that cost (:func:`~grokviz.metrics.distance.auto_pairs`; 10
+        checkpoints x 10,000 samples then take minutes, not hours). An int samples that many
+        pairs where a group has more; None computes every pair (exact; ~N^2/2 pairs per group).
     layers
         MoE layer indices to use (default all).
     per_layer
@@ -293,6 +301,9 @@ def analyze(
     >>> row = metrics.filter(metric="distance_ratio", group="add").sort("step").row(-1, named=True)
     >>> 0 < row["value"] < 1.5, row["n_samples"] > 10, len(row["replicates"])
     (True, True, 20)
+    >>> distance = metrics.filter(metric="distance", group="add")
+    >>> distance.height == store.checkpoints().height  # one value per checkpoint
+    True
     """
     from tqdm.auto import tqdm
 
@@ -350,6 +361,7 @@ def analyze(
     layer_idx = None if layers is None else list(layers)
 
     rows: list[dict] = []
+    sampled: list[DistanceEstimate] = []  # distance values estimated from a sample of pairs
     warned_routers = False
     bar = tqdm(ckpts.iter_rows(named=True), total=ckpts.height, disable=not progress, desc="ckpt")
     for ck in bar:
@@ -430,7 +442,13 @@ def analyze(
                     layer_names=layer_idx or list(range(weights.shape[1])),
                     seed=seed,
                     device=device,
+                    sampled=sampled,
                 )
+    if sampled:
+        n_distances = sum(
+            r["metric"] == "distance" or r["metric"].startswith("distance@") for r in rows
+        )
+        warnings.warn(_sampling_note(sampled, n_distances), SampledDistanceWarning, stacklevel=2)
     if accuracy is not None:
         acc = schema.conform(accuracy, schema.ACCURACY, name="accuracy")
         rows += [
@@ -510,16 +528,22 @@ def _distances(
     tau: float,
     top_k: int | None,
     unit: str,
-    n_pairs: int | None,
+    n_pairs: int | Literal["auto"] | None,
     per_layer: bool,
     baselines: bool,
     n_null: int,
     layer_names: list[int],
     seed: int,
     device: Any,
+    sampled: list[DistanceEstimate],
 ) -> list[dict]:
     """Mean pairwise pathway distance of one group at one checkpoint, its null and per layer."""
-    from grokviz.metrics._distance_backends import _all_pair_chunks, _n_pairs, _triangle_pairs
+    from grokviz.metrics._distance_backends import (
+        _check_n_pairs,
+        _n_pairs,
+        _sample_size,
+        _triangle_pairs,
+    )
     from grokviz.metrics.baselines import null_pathways
     from grokviz.metrics.distance import _estimate, pair_distances, per_layer_mean_distance
     from grokviz.pathways import encode, select_experts
@@ -538,13 +562,15 @@ def _distances(
         for _ in range(n_null if baselines else 0)
     ]
     population = _n_pairs(n)
-    if n_pairs is None or n_pairs >= population:
-        chunks = _all_pair_chunks(n, 1 << 16)
+    _check_n_pairs(n_pairs)
+    size = _sample_size(n_pairs, packed.lengths, population)
+    if size is None:
+        chunks = (
+            _triangle_pairs(n, np.arange(start, min(start + (1 << 16), population)))
+            for start in range(0, population, 1 << 16)
+        )
     else:
-        if n_pairs < 2:
-            msg = f"n_pairs must be at least 2 for a confidence interval; got {n_pairs}"
-            raise InputError(msg)
-        picked = np.random.default_rng(seed).choice(population, size=n_pairs, replace=False)
+        picked = np.random.default_rng(seed).choice(population, size=size, replace=False)
         chunks = iter([_triangle_pairs(n, picked)])
     d_all: list[np.ndarray] = []
     null_sum = 0.0
@@ -567,6 +593,8 @@ def _distances(
     d_cat = np.concatenate(d_all)
     est = _estimate(d_cat, population, 0.95)
     lo, hi = (np.nan, np.nan) if est.exact else (est.ci_low, est.ci_high)
+    if not est.exact:
+        sampled.append(est)
     reps = null_reps = None
     if counts is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -596,4 +624,21 @@ def _distances(
         for name, e in zip(layer_names, layer_est, strict=True):
             lo, hi = (np.nan, np.nan) if e.exact else (float(e.ci_low), float(e.ci_high))
             rows.append(_row(*where, f"distance@L{name}", float(e.value), lo, hi, **extra))
+            if not e.exact:
+                sampled.append(e)
     return rows
+
+
+def _sampling_note(sampled: list[DistanceEstimate], n_distances: int) -> str:
+    """One line saying which distance values are estimates and how far off they may be."""
+    sizes = sorted({e.n_pairs for e in sampled})
+    pairs = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}-{sizes[-1]:,}"
+    widest = max(
+        ((e.ci_high - e.ci_low) / 2 / e.value for e in sampled if e.value > 0), default=0.0
+    )
+    return (
+        f"{len(sampled)} of {n_distances} distance values are means of {pairs} uniformly "
+        f"sampled pairs, not of all pairs; their 95% intervals are in ci_low/ci_high, the widest "
+        f"+-{widest:.2%} of its value. Pass n_pairs=None for exact means over all pairs (slow "
+        "on a CPU for large groups)."
+    )
