@@ -184,6 +184,8 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
     domains = list(cfg.operations)
     groups = analysis.groups
     meta = json.loads((toy.out / "run.json").read_text())
+    # the run's checkpoints as trained; a shipped copy may keep the weights of a few only
+    saved = list(meta.get("checkpoints") or [c.name for c in toy.checkpoints])
     controls = analysis.controls
     real = [d for d in domains if d not in controls]
     criterion = (
@@ -220,8 +222,8 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
         f"- Training: AdamW lr {cfg.lr}, weight decay {cfg.weight_decay}"
         + (f" (routers: {cfg.router_weight_decay})" if cfg.router_weight_decay is not None else "")
         + f", batch {cfg.batch_size}, {cfg.steps} steps, {_schedule_text(cfg)}, prompt-token "
-        f"loss weight {cfg.prompt_weight}; {len(toy.checkpoints)} checkpoints "
-        f"({', '.join(c.name.split('-')[1].lstrip('0') or '0' for c in toy.checkpoints)}); "
+        f"loss weight {cfg.prompt_weight}; {len(saved)} checkpoints "
+        f"({', '.join(c.split('-')[1].lstrip('0') or '0' for c in saved)}); "
         f"seed {cfg.seed}, {meta['threads']} thread(s), {meta['seconds']:.0f} s of training.",
         "- Reproduce: `python -m grokviz.toy train --out runs/toy`, then "
         "`python -m grokviz.toy trace --run runs/toy` and "

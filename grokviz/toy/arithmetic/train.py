@@ -34,15 +34,19 @@ class ToyConfig(JsonConfig):
     """Everything that determines a toy run; the same config and seed give the same run."""
 
     p: int = 31
-    operations: tuple[str, ...] = ("add", "sub", "mul", "div")
-    train_fraction: tuple[float, ...] = (0.5, 0.5, 0.5, 0.5)
+    operations: tuple[str, ...] = ("add", "sub", "mul", "div", "random")
+    """``random`` is the negative control: a fixed random answer table, memorizable, never
+    generalizable (its samples carry ``control=True``)."""
+    train_fraction: tuple[float, ...] = (0.5, 0.5, 0.5, 0.5, 0.5)
     """Per operation, in the order of ``operations``."""
     val_fraction: float = 0.1
     """Of each operation's pairs, held out for a validation loss (not in the test accuracy)."""
-    layout: str = "infix"
+    layout: str = "prefix"
     """How equations are written: ``"infix"`` (``a op b = c``) or ``"prefix"`` (``op a b =
     c``, so every token after the operation can route by it)."""
-    model: ModelSpec = field(default_factory=ModelSpec)
+    model: ModelSpec = field(default_factory=lambda: ModelSpec(num_experts=16, top_k=1))
+    """16 experts, top-1: the paper's regime of many experts per token choice (OLMoE: 64, top-8);
+    8 experts top-2 kept 5-6 of 8 experts in a pathway."""
     steps: int = 5500
     batch_size: int = 512
     lr: float = 5e-3
@@ -55,7 +59,7 @@ class ToyConfig(JsonConfig):
     norm_weight_decay: float | None = None
     """Weight decay of the RMSNorm gains (they scale what the routers see); None: the same as
     ``weight_decay``."""
-    router_weight_decay: float | None = None
+    router_weight_decay: float | None = 0.0
     """Weight decay of the router weights; None: the same as ``weight_decay``. Decay keeps the
     router's logits small, so every token's routing stays close to uniform."""
     betas: tuple[float, float] = (0.9, 0.98)
