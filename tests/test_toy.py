@@ -295,15 +295,16 @@ def test_shipped_run_memorizes_first_and_its_groups_rise_at_different_times() ->
 # Retraining the shipped config is checked on a short prefix in make test and in full only on
 # request. Training is bit-identical only on the same CPU with the same threads
 # (test_same_seed_same_run): another instruction set (AVX2 vs AVX-512) or BLAS sums in another
-# order, and the runs drift apart like any chaotic trajectory, slowly at first. The prefix is
-# the first RETRAIN_STEPS steps (two evaluations); at its end the drift is tiny but a changed
-# recipe (rate, decay, router, layout, data) already moves the losses by far more than the
-# tolerances. Measured with another summation order (1 thread against the shipped 2) at step
-# 100: see RETRAIN_DRIFT below.
-RETRAIN_STEPS = 100
-CROSS_MACHINE_TOLERANCE = {"loss": 0.02, "accuracy": 0.05}
-"""Largest allowed |retrained - shipped| at the prefix's evaluations: loss relative, accuracy
-absolute."""
+# order, and the runs drift apart like any chaotic trajectory, slowly at first and then fast once
+# a top-1 routing choice flips. Measured with another summation order (1 thread against the
+# shipped 2): the largest relative change of an answer loss was 4.9e-7 at step 50 and 0.037 at
+# step 100 (accuracy 0 and 0.073). So the prefix ends at step 50, where the tolerances below
+# leave a margin of 10,000 for the order of the sums while a changed recipe (rate, decay, router,
+# layout, data: another code version moved the losses by 0.05 there) still fails.
+RETRAIN_STEPS = 50
+CROSS_MACHINE_TOLERANCE = {"loss": 0.005, "accuracy": 0.021}
+"""Largest allowed |retrained - shipped| at the prefix's evaluations (steps 0 and 50): answer
+loss relative, accuracy absolute (0.021: two answers of a 96-sample validation split)."""
 FULL_RETRAIN_TOLERANCE = 0.15
 """Accuracy drift allowed at every checkpoint of a full retrain on another machine (opt-in)."""
 
