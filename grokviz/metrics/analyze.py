@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
@@ -564,6 +564,7 @@ def _distances(
     population = _n_pairs(n)
     _check_n_pairs(n_pairs)
     size = _sample_size(n_pairs, packed.lengths, population)
+    chunks: Iterator[tuple[np.ndarray, np.ndarray]]
     if size is None:
         chunks = (
             _triangle_pairs(n, np.arange(start, min(start + (1 << 16), population)))

@@ -90,7 +90,7 @@ def sample_delays(
     >>> onsets = pl.DataFrame({"sample_id": ["a", "b", "c"], "domain": "add",
     ...     "onset_step": [100, None, 300]})
     >>> early = (pl.col("onset_step") < 300).fill_null(False)
-    >>> onsets.select(early.sum(), early.mean()).row(0)  # never memorized counts in the share
+    >>> onsets.select(early.sum().alias("n"), early.mean().alias("share")).row(0)  # never memorized counts in the share
     (1, 0.3333333333333333)
     """
     from grokviz.metrics import generalization_onsets, pair_groups

@@ -122,9 +122,9 @@ class LMConfig(JsonConfig):
         Examples
         --------
         >>> LMConfig(docs_per_domain=6400, batch_size=64, n_checkpoints=4).schedule()
-        [0, 25, 50, 125, 300]
+        [0, 25, 75, 150, 400]
         >>> LMConfig(docs_per_domain=640, batch_size=64, n_checkpoints=3, spacing="linear").schedule()
-        [0, 10, 20, 30]
+        [0, 13, 27, 40]
         """
         n = min(self.n_checkpoints, self.steps)
         if self.spacing == "linear" or n == 1:
@@ -160,7 +160,7 @@ def lr_factor(config: LMConfig, step: int) -> float:
     --------
     >>> config = LMConfig(docs_per_domain=640, batch_size=64, warmup=10)
     >>> [round(lr_factor(config, s), 2) for s in (0, 9, 20, 30)]
-    [0.1, 1.0, 0.55, 0.1]
+    [0.1, 1.0, 0.78, 0.33]
     """
     if step < config.warmup:
         return (step + 1) / config.warmup

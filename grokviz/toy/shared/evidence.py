@@ -225,7 +225,7 @@ def trend_to_noise(steps: Any, values: Any) -> float:
 
     Examples
     --------
-    >>> round(trend_to_noise([1, 10, 100, 1000], [0.0, 1.0, 2.0, 3.1]), 1) > 10
+    >>> bool(trend_to_noise([1, 10, 100, 1000], [0.0, 1.0, 2.0, 3.1]) > 10)
     True
     """
     z = np.log1p(np.asarray(steps, dtype=np.float64))
