@@ -421,6 +421,10 @@ def test_shipped_trace_covers_every_checkpoint_and_sample() -> None:
     assert set(store.samples()["sample_id"]) == set(run.samples["sample_id"])
     losses = store.losses()
     assert losses.height == len(trained) * run.samples.height
+    # the control flag is in the store, so analyze() keeps the control out of "global"
+    flags = store.samples().join(run.samples, on="sample_id").select("control", "control_right")
+    assert flags["control"].equals(flags["control_right"], check_names=False)
+    assert flags["control"].any()
 
 
 def test_run_loaders_say_which_run_a_folder_holds(tmp_path: Path) -> None:
@@ -522,7 +526,11 @@ def test_report_of_a_tiny_run_shows_the_controls_and_honest_counts(
     store = trace_run(run.out, store=tmp_path / "trace", progress=False)
     analysis = analyze_run(run.out, store=store, replicates=10, views=False, pair=False)
     assert analysis.controls == ["random"]
-    assert analysis.validation.controls == ["random"]
+    # the global group's samples are the real groups' memorized samples, never the control's
+    n = analysis.table1.filter(pl.col("metric") == "distance").select("group", "n_samples")
+    memorized = analysis.sample_delays.select("domain", "memorized_before_T").iter_rows()
+    real = sum(v for d, v in memorized if d != "random")
+    assert dict(n.iter_rows())["global"] == real
     # the share memorized is over all the domain's training samples, as memorization_onsets says
     onsets = memorization_onsets(TraceStore.open(store).losses(), run.samples)
     last = int(TraceStore.open(store).losses()["step"].max())

@@ -62,7 +62,10 @@ def trace_checkpoints(
     from grokviz.tracing import trace
 
     target = Path(store) if store is not None else run.out / "trace"
-    samples = conform(run.samples.select(list(SAMPLES)), SAMPLES, name="samples")
+    # the control flag travels with the samples, so that analyze() keeps control samples out of
+    # the global group and validate() finds the control groups in the store alone
+    extra = ["control"] if "control" in run.samples.columns else []
+    samples = conform(run.samples.select([*SAMPLES, *extra]), SAMPLES, name="samples")
     select = (
         samples.group_by("domain", "split", maintain_order=True)
         .head(token_samples)["sample_id"]
