@@ -1,14 +1,17 @@
 """What does one step of the shipped toy run cost, and does the run fit in 10 minutes?
 
 Baseline: one AdamW step of the shipped config (``ToyConfig()``: batch 512, hidden 64, 4 layers
-x 8 experts) on one thread with transformers' per-expert loop (``experts_implementation="eager"``).
-Measured against it, in the same process and interleaved round by round so that a noisy machine
-hits every variant alike:
+x 16 experts, top-1) on one thread with transformers' per-expert loop
+(``experts_implementation="eager"``). Measured against it, in the same process and interleaved
+round by round so that a noisy machine hits every variant alike:
 
 - ``grouped_mm``: the experts kernel the trainer uses, one thread;
 - ``grouped_mm, 2 threads``: what ``python -m grokviz.toy train`` runs;
 - ``grouped_mm, 2 threads, batch 256``: half the batch (probed as a faster run; see
-  docs/toy_results.md for why it was not shipped).
+  docs/toy_results.md for why it was not shipped);
+- ``previous shipped config``: 8 experts top-2 over four operations, 2 threads, whose full
+  5500-step run took 401-494 s of training on this project's 2-core machine; the ratio of the
+  two step times turns that into an estimate for the new run that a busy machine cannot skew.
 
 Every step runs under the trainer's deterministic mode. Also times one evaluation of all
 equations (what the trainer does every ``eval_every`` steps) and prints the compute the shipped
@@ -25,16 +28,19 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from grokviz.toy._loop import deterministic, score
-from grokviz.toy.model import olmoe_config
-from grokviz.toy.tasks import vocabulary
-from grokviz.toy.train import ToyConfig, _objective, _score_equations, config_samples
+from grokviz.toy.arithmetic.tasks import vocabulary
+from grokviz.toy.arithmetic.train import ToyConfig, _objective, _score_equations, config_samples
+from grokviz.toy.shared.loop import deterministic, score
+from grokviz.toy.shared.model import ModelSpec, olmoe_config
 
 TARGET_S = 600.0
+PREVIOUS_RUN_S = (401.0, 494.0)
+"""Training seconds of the previous shipped config's full run, twice, on the 2-core machine."""
 
 
 def _data(config: ToyConfig) -> tuple[Any, Any]:
@@ -87,6 +93,14 @@ def main() -> None:
     args = parser.parse_args()
 
     config = ToyConfig()
+    previous = replace(
+        config,
+        operations=("add", "sub", "mul", "div"),
+        train_fraction=(0.5,) * 4,
+        layout="infix",
+        model=ModelSpec(num_experts=8, top_k=2),
+        router_weight_decay=None,
+    )
     ids, train_ids = _data(config)
     variants = {
         "eager loop, 1 thread (baseline)": (1, "eager", config.batch_size),
@@ -98,6 +112,11 @@ def main() -> None:
         name: _stepper(config, train_ids, kernel=kernel, batch_size=batch)
         for name, (_, kernel, batch) in variants.items()
     }
+    reference = "previous shipped config, 2 threads"
+    variants[reference] = (2, "grouped_mm", config.batch_size)
+    steppers[reference] = _stepper(
+        previous, _data(previous)[1], kernel="grouped_mm", batch_size=previous.batch_size
+    )
     for name, (threads, _, _) in variants.items():  # warm-up
         _time(steppers[name], threads=threads, n=3)
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -133,6 +152,13 @@ def main() -> None:
         f"shipped run compute: {config.steps} steps x {shipped * 1e3:.1f} ms + {n_evals} "
         f"evaluations x {evaluation:.2f} s = {compute:.0f} s; "
         f"ratio to the {TARGET_S:.0f} s target: {compute / TARGET_S:.2f}"
+    )
+    ratio = shipped / statistics.median(times[reference])
+    low, high = (s * ratio for s in PREVIOUS_RUN_S)
+    print(
+        f"step time against the previous shipped config: {ratio:.2f}x; its full run took "
+        f"{PREVIOUS_RUN_S[0]:.0f}-{PREVIOUS_RUN_S[1]:.0f} s of training, so this one needs about "
+        f"{low:.0f}-{high:.0f} s (ratio to the target {low / TARGET_S:.2f}-{high / TARGET_S:.2f})"
     )
 
 

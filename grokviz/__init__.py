@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "trace": "grokviz.tracing",
     "TraceStore": "grokviz.store",
     "analyze": "grokviz.metrics",
+    "validate": "grokviz.metrics",
 }
 
 __all__ = [
@@ -37,10 +38,12 @@ __all__ = [
     "list_checkpoints",
     "load_model",
     "trace",
+    "validate",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from grokviz.metrics.analyze import analyze
+    from grokviz.metrics.validate import validate
     from grokviz.store import TraceStore
     from grokviz.tracing import Checkpoint, iter_trace, list_checkpoints, load_model, trace
 

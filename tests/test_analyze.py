@@ -124,13 +124,25 @@ def test_distance_falls_and_consistency_rises(metrics: pl.DataFrame) -> None:
         )
 
 
+METRIC_NAMES = {
+    *("distance", "distance_null", "distance_ratio", "consistency", "consistency_uniform"),
+    *("complexity", "loss", "entropy"),
+}
+
+
 def test_frame_shape_groups_and_schema(metrics: pl.DataFrame) -> None:
-    assert metrics.schema == pl.Schema(schema.METRICS)
+    extra = {"n_samples": pl.Int64(), "control": pl.Boolean(), "replicates": pl.List(pl.Float64)}
+    assert metrics.schema == pl.Schema(schema.METRICS | extra)
     assert set(metrics["group"]) == {"global", "code", "math", "Pretrain@200", "Pretrain@300"}
-    assert set(metrics["metric"]) == {"distance", "consistency", "complexity", "loss", "entropy"}
+    assert set(metrics["metric"]) == METRIC_NAMES
     # one row per checkpoint x group x metric
-    assert metrics.height == len(STEPS) * 5 * 5
+    assert metrics.height == len(STEPS) * 5 * len(METRIC_NAMES)
     assert metrics.select("checkpoint", "group", "metric").is_unique().all()
+    # the samples behind each value: the group's memorized samples, at every checkpoint
+    sizes = {"global": 16, "code": 8, "math": 8, "Pretrain@200": 10, "Pretrain@300": 6}
+    for group, n in sizes.items():
+        assert set(metrics.filter(group=group)["n_samples"]) == {n}, group
+    assert not metrics["control"].any()  # no sample of the story is a control
 
 
 def test_only_memorized_samples_are_analyzed(story: MemoryTrace, metrics: pl.DataFrame) -> None:
@@ -187,7 +199,7 @@ def test_distance_and_consistency_values_match_references(
             for e in emb
         ]
     )
-    cons = (cos / (cos.max(axis=1, keepdims=True) + 1e-8)).mean(axis=1)
+    cons = (cos / (np.abs(cos).max(axis=1, keepdims=True) + 1e-8)).mean(axis=1)
     row = metrics.filter(group="Pretrain@200", metric="consistency", step=300).row(0, named=True)
     assert row["value"] == pytest.approx(cons.mean(), rel=1e-5)
     assert row["ci_low"] < row["value"] < row["ci_high"]
@@ -432,6 +444,157 @@ def test_real_trace_of_tiny_olmoe_checkpoints(tmp_path: Path) -> None:
     assert out.filter(group="global", metric="loss", step=20)["value"][0] == pytest.approx(losses)
 
 
+# --- baselines, resamples over samples and control groups ---------------------------------------
+
+
+def test_distance_null_and_ratio_follow_their_definition(
+    story: MemoryTrace, metrics: pl.DataFrame
+) -> None:
+    """distance_null is the mean distance of length-matched random pathways (checked against an
+    independent draw of such pathways and a plain Levenshtein), distance_ratio is the quotient."""
+    ids = [f"s{i:02d}" for i in range(N_MEM)]
+    for label, step in (("step0", 0), ("step500", 500)):
+        g, _ = story.routing_array(label, sample_ids=ids)
+        paths = [_pathway(x.astype(np.float64), 0.7) for x in g]
+        lengths = [[len(layer) for layer in _layers(p)] for p in paths]
+        rng = np.random.default_rng(123)
+        draws = []
+        for _ in range(60):
+            null = [
+                sum(([K] if j else []) + rng.permutation(K)[:n].tolist() for j, n in enumerate(row))
+                if False
+                else _joined([rng.permutation(K)[:n].tolist() for n in row])
+                for row in lengths
+            ]
+            draws.append(np.mean([_levenshtein(a, b) for a, b in itertools.combinations(null, 2)]))
+        at = metrics.filter(group="Pretrain@200", step=step)
+        got = at.filter(metric="distance_null")["value"][0]
+        se = np.std(draws) / np.sqrt(2)  # analyze averages two draws
+        assert abs(got - np.mean(draws)) < 4 * se + 0.05, (label, got, np.mean(draws))
+        ratio = at.filter(metric="distance_ratio")["value"][0]
+        assert ratio == pytest.approx(at.filter(metric="distance")["value"][0] / got)
+    # shared routes late in the story: far below the null; private ones early: near it
+    late = metrics.filter(group="Pretrain@200", step=500, metric="distance_ratio")["value"][0]
+    early = metrics.filter(group="Pretrain@200", step=0, metric="distance_ratio")["value"][0]
+    assert late < 0.8 < early
+
+
+def _layers(path: list[int]) -> list[list[int]]:
+    out: list[list[int]] = [[]]
+    for x in path:
+        if x == K:
+            out.append([])
+        else:
+            out[-1].append(x)
+    return out
+
+
+def _joined(layers: list[list[int]]) -> list[int]:
+    out: list[int] = []
+    for j, layer in enumerate(layers):
+        out += ([K] if j else []) + layer
+    return out
+
+
+def test_uniform_consistency_is_the_routers_alone(
+    story: MemoryTrace, metrics: pl.DataFrame
+) -> None:
+    w = story.router_array("step300").astype(np.float64)
+    e = w.mean(axis=1)  # uniform weights: each layer's mean router row
+    cos = np.array(
+        [e[j] @ e[j + 1] / np.linalg.norm(e[j]) / np.linalg.norm(e[j + 1]) for j in range(L - 1)]
+    )
+    expected = float(np.mean(cos / (np.abs(cos).max() + 1e-8)))
+    rows = metrics.filter(metric="consistency_uniform", step=300)
+    assert rows["value"].to_list() == pytest.approx([expected] * rows.height)
+
+
+def test_replicates_are_the_metric_on_resampled_samples(
+    story: MemoryTrace, metrics: pl.DataFrame
+) -> None:
+    """Each replicate is the group's metric over one resample (with replacement) of its samples,
+    the same resample at every checkpoint: checked by rebuilding the resampled sample lists."""
+    from grokviz.metrics import memorization_onsets
+    from grokviz.metrics.analyze import _resample_counts
+    from grokviz.metrics.consistency import consistency
+
+    onsets = memorization_onsets(story.losses(), story.samples(), eps=1.0)
+    # Pretrain@200's samples, in analyze's order (the onsets' order: by domain, then id)
+    ids = onsets.filter(group="Pretrain@200")["sample_id"].to_list()
+    assert sorted(ids) == [f"s{i:02d}" for i in range(N_MEM)]
+    counts = _resample_counts(len(ids), 100, seed=0, group="Pretrain@200")
+    assert (counts.sum(axis=1) == len(ids)).all()
+    for label, step in (("step200", 200), ("step400", 400)):
+        g, _ = story.routing_array(label, sample_ids=ids)
+        cons = consistency(g.astype(np.float64), story.router_array(label).astype(np.float64))
+        paths = [_pathway(x.astype(np.float64), 0.7) for x in g]
+        reps = {
+            m: metrics.filter(group="Pretrain@200", step=step, metric=m)["replicates"][0]
+            for m in ("consistency", "distance")
+        }
+        assert len(reps["consistency"]) == len(reps["distance"]) == 100
+        for r in (0, 7, 42):
+            chosen = [i for i in range(len(ids)) for _ in range(int(counts[r, i]))]
+            assert reps["consistency"][r] == pytest.approx(np.mean(cons[chosen]), rel=1e-6)
+            # pairs of positions in the resampled list whose samples differ
+            d = [
+                _levenshtein(paths[a], paths[b])
+                for a, b in itertools.combinations(chosen, 2)
+                if a != b
+            ]
+            assert reps["distance"][r] == pytest.approx(np.mean(d))
+    cons_reps = np.array(
+        metrics.filter(group="Pretrain@200", step=300, metric="consistency")["replicates"][0]
+    )
+    value = metrics.filter(group="Pretrain@200", step=300, metric="consistency")["value"][0]
+    assert abs(cons_reps.mean() - value) < 3 * cons_reps.std() / np.sqrt(100) + 1e-9
+    none = analyze(story, eps=1.0, groups="global", replicates=0, n_boot=0, progress=False)
+    assert none["replicates"].null_count() == none.height
+
+
+def test_control_samples_form_their_own_group_and_stay_out_of_global(story: MemoryTrace) -> None:
+    samples = story.samples().with_columns(
+        domain=pl.when(pl.col("sample_id").is_in(["s01", "s03", "s05", "s11"]))
+        .then(pl.lit("random"))
+        .otherwise(pl.col("domain")),
+        control=pl.col("sample_id").is_in(["s01", "s03", "s05", "s11"]),
+    )
+    traced = MemoryTrace(samples, story.losses(), story._weights, story._routers)
+    out = analyze(traced, eps=1.0, replicates=0, n_boot=0, progress=False)
+    sizes = dict(out.filter(step=0, metric="loss").select("group", "n_samples").iter_rows())
+    assert sizes == {
+        "global": 12,
+        "code": 8,
+        "math": 4,
+        "random": 4,
+        "Pretrain@200": 7,
+        "Pretrain@300": 5,
+    }
+    flags = dict(out.filter(step=0, metric="loss").select("group", "control").iter_rows())
+    assert flags == {g: g == "random" for g in sizes}
+    with pytest.raises(ValueError, match="Boolean"):
+        bad = samples.with_columns(pl.col("control").cast(pl.Int64))
+        analyze(
+            MemoryTrace(bad, story.losses(), story._weights, story._routers),
+            eps=1.0,
+            progress=False,
+        )
+
+
+def test_precomputed_onsets_choose_the_samples(story: MemoryTrace) -> None:
+    from grokviz.metrics import memorization_onsets
+
+    onsets = memorization_onsets(story.losses(), story.samples(), eps=1.0)
+    same = analyze(story, onsets=onsets, groups="global", replicates=0, n_boot=0, progress=False)
+    direct = analyze(story, eps=1.0, groups="global", replicates=0, n_boot=0, progress=False)
+    assert same.equals(direct)
+    only_late = onsets.with_columns(
+        onset_step=pl.when(pl.col("onset_step") == 300).then(300).otherwise(None)
+    ).drop("group", "eps", "eps_source", "before_last")
+    out = analyze(story, onsets=only_late, groups="global", replicates=0, n_boot=0, progress=False)
+    assert set(out["n_samples"]) == {N_LATE}
+
+
 class _PaperSized:
     """Two checkpoints of 230 samples routed like the paper's model (16 layers x 64 experts)."""
 
@@ -497,6 +660,7 @@ def test_default_distance_is_exact_when_affordable_and_sampled_with_its_error_ot
     # 20,000 of them are sampled; the row states its interval, which holds the exact mean
     source = _PaperSized()
     kwargs = {"groups": "global", "memorized_only": False, "eps": 2.0, "n_boot": 0}
+    kwargs |= {"baselines": False, "replicates": 0}  # the distances alone
     kwargs["progress"] = False
     with pytest.warns(SampledDistanceWarning, match=r"2 of 2 distance values .* 20,1\d\d-20,1\d\d"):
         sampled = analyze(source, **kwargs)

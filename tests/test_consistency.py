@@ -11,7 +11,8 @@ from grokviz.metrics.consistency import adjacent_cosines, routing_embeddings
 
 
 def _reference_consistency(g: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Loop-by-loop transcription of DESIGN.md §1, one sample at a time."""
+    """Loop-by-loop transcription of DESIGN.md §1, one sample at a time, normalised by the
+    largest cosine in size (the paper's maximum whenever that cosine is positive)."""
     n, n_layers, _ = g.shape
     out = np.empty(n)
     for i in range(n):
@@ -21,7 +22,7 @@ def _reference_consistency(g: np.ndarray, w: np.ndarray) -> np.ndarray:
             a, b = emb[j], emb[j + 1]
             denom = np.sqrt(a @ a) * np.sqrt(b @ b)
             cos.append(0.0 if denom == 0 else float(a @ b) / denom)
-        m = max(cos)
+        m = max(abs(c) for c in cos)
         out[i] = sum(c / (m + 1e-8) for c in cos) / (n_layers - 1)
     return out
 
@@ -117,3 +118,27 @@ def test_wide_and_narrow_router_rows_and_empty_input() -> None:
         g, w = _random(n=5, layers=3, k=6, d=d, seed=d)
         np.testing.assert_allclose(consistency(g, w), _reference_consistency(g, w), rtol=1e-10)
     assert consistency(g[:0], w).shape == (0,)
+
+
+def test_normalisation_is_the_papers_when_cosines_are_positive_and_bounded_otherwise() -> None:
+    # 3 layers, 2-d router rows: embeddings at 0, 89 and 178 degrees give cosines
+    # cos(89) ~ +0.017 and cos(89) again: all positive -> the paper's formula exactly.
+    def rows(deg: float) -> np.ndarray:
+        r = np.deg2rad(deg)
+        return np.array([[np.cos(r), np.sin(r)], [np.cos(r), np.sin(r)]])
+
+    g = np.full((1, 3, 2), 0.5)
+    w = np.stack([rows(0), rows(89), rows(178)])
+    cos = adjacent_cosines(g, w)[0]
+    paper = float(np.mean(cos / (cos.max() + 1e-8)))
+    assert consistency(g, w)[0] == pytest.approx(paper, rel=1e-12)
+    # cosines +0.017 and -0.99: the paper's ratio is about -28; ours stays in [-1, 1]
+    w = np.stack([rows(0), rows(89), rows(270)])
+    cos = adjacent_cosines(g, w)[0]
+    assert cos.max() > 0 > cos.min() and abs(cos.min()) > cos.max()
+    assert float(np.mean(cos / (cos.max() + 1e-8))) < -10
+    got = consistency(g, w)[0]
+    assert -1.0 <= got <= 1.0
+    assert got == pytest.approx(float(np.mean(cos / (np.abs(cos).max() + 1e-8))), rel=1e-12)
+    g_many, w_many = _random(n=200, layers=5, seed=7)
+    assert np.all(np.abs(consistency(g_many, w_many)) <= 1.0 + 1e-12)

@@ -57,7 +57,7 @@ def test_notebook_never_downloads_unless_asked(path: Path) -> None:
 def test_grokking_101_builds_its_full_mode_config() -> None:
     """nbval runs the small mode only, so the full mode's live-training config (what Binder and
     Colab users run) is built here: a short prefix of the shipped run with valid checkpoints."""
-    from grokviz.toy.train import PRESETS
+    from grokviz.toy.arithmetic.train import PRESETS
 
     book = nbformat.read(ROOT / "notebooks" / "02_grokking_101.ipynb", as_version=4)
     cell = next(c.source for c in book.cells if c.cell_type == "code" and "config =" in c.source)

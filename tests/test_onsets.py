@@ -58,8 +58,12 @@ def test_memorization_groups_and_columns() -> None:
     ids = ["a", "b", "c", "d"]
     samples = pl.DataFrame({"sample_id": ids, "text": "t", "domain": "math", "split": "train"})
     out = memorization_onsets(_losses(m, ids), samples, eps=0.6)
-    assert out.columns == ["sample_id", "domain", "eps", "onset_step", "onset_checkpoint", "group"]
+    assert out.columns == [
+        *("sample_id", "domain", "eps", "onset_step", "onset_checkpoint", "group"),
+        *("eps_source", "before_last"),
+    ]
     assert out["onset_step"].to_list() == [200, 300, None, 400]
+    assert out["before_last"].to_list() == [True, True, False, False]  # 400 is the last
     assert out["onset_checkpoint"].to_list() == ["ck200", "ck300", None, "ck400"]
     assert out["group"].to_list() == ["Pretrain@200", "Pretrain@300", None, "Pretrain@400"]
     assert out["eps"].to_list() == [0.6] * 4
@@ -100,12 +104,57 @@ def test_auto_eps_lands_in_target_range_per_domain() -> None:
     )
 
 
-def test_auto_eps_warns_and_takes_closest_when_range_is_unreachable() -> None:
+def test_auto_eps_takes_closest_when_range_is_unreachable_and_says_so_without_warning() -> None:
+    import warnings
+
+    from grokviz.metrics import memorization_summary
+
     m = np.array([[2.0, 0.5, 0.5, 0.5, 0.5]] * 4)  # all samples memorize together: 0% or 100%
     ids = list("abcd")
-    with pytest.warns(UserWarning, match="closest"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a newcomer's notebook prints no warning for this
         out = memorization_onsets(_losses(m, ids))
     assert out["eps"][0] == pytest.approx(0.1)  # 0% is 0.20 away, 100% is 0.75 away
+    assert set(out["eps_source"]) == {"closest"}
+    assert not out["before_last"].any()
+    summary = memorization_summary(out)
+    row = summary.table.row(0, named=True)
+    assert (row["domain"], row["memorized"], row["samples"], row["fraction"]) == ("all", 0, 4, 0.0)
+    assert "no value on the grid reaches it" in str(summary)
+    assert "0 of its 4 training samples (0%)" in summary.to_markdown()
+
+
+def test_memorization_summary_counts_what_analyze_analyzes() -> None:
+    from grokviz.metrics import memorization_summary
+
+    # domain x: 1 of 5 memorized before the last checkpoint at eps 0.1 (20 %, in range);
+    # domain y: given eps; the control domain z says it is one
+    rows = [[2.0, 0.05, 0.05, 0.05, 0.05]] + [[2.0, 2.0, 2.0, 2.0, 2.0]] * 4
+    rows += [[2.0, 0.3, 0.3, 0.3, 0.3], [2.0, 2.0, 0.3, 0.3, 0.3], [2.0, 2.0, 2.0, 2.0, 2.0]]
+    rows += [[2.0, 0.2, 0.2, 0.2, 0.2]]
+    m = np.array(rows)
+    ids = [f"x{i}" for i in range(5)] + ["y0", "y1", "y2"] + ["z0"]
+    samples = pl.DataFrame(
+        {
+            "sample_id": ids,
+            "text": "t",
+            "domain": ["x"] * 5 + ["y"] * 3 + ["z"],
+            "split": "train",
+            "control": [False] * 8 + [True],
+        }
+    )
+    onsets = memorization_onsets(_losses(m, ids), samples, eps={"x": 0.1, "y": 0.5, "z": 0.5})
+    table = memorization_summary(onsets, samples).table
+    assert table.select("domain", "memorized", "samples", "groups", "control").rows() == [
+        ("x", 1, 5, 1, False),
+        ("y", 2, 3, 2, False),
+        ("z", 1, 1, 1, True),
+    ]
+    auto = memorization_summary(_losses(m, ids), samples)
+    x = auto.table.filter(domain="x").row(0, named=True)
+    assert (x["eps"], x["eps_source"], x["fraction"]) == (0.1, "calibrated", 0.2)
+    assert "calibrated into the target range" in auto.sentences()[0]
+    assert "z` (control)" in auto.to_markdown()
 
 
 def test_split_filter_and_dict_eps() -> None:

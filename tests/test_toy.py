@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, SAMPLES
-from grokviz.toy.tasks import OPERATIONS, encode, equation, make_samples, make_tokenizer
-from grokviz.toy.train import PRESETS, ToyConfig, ToyRun, checkpoint_steps, train
+from grokviz.toy.arithmetic.tasks import OPERATIONS, encode, equation, make_samples, make_tokenizer
+from grokviz.toy.arithmetic.train import PRESETS, ToyConfig, ToyRun, checkpoint_steps, train
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "samples" / "toy"
 
@@ -180,7 +181,7 @@ def test_logged_loss_is_what_the_tracer_measures(tiny_runs: tuple[ToyRun, ToyRun
 def test_full_prompt_weight_trains_on_the_mean_token_loss() -> None:
     import torch
 
-    from grokviz.toy.train import _objective
+    from grokviz.toy.arithmetic.train import _objective
 
     torch.manual_seed(0)
     logits = torch.randn(3, 5, 11)
@@ -193,7 +194,7 @@ def test_full_prompt_weight_trains_on_the_mean_token_loss() -> None:
 def test_learning_rate_warms_up_holds_then_decays_linearly_to_zero() -> None:
     import torch
 
-    from grokviz.toy.train import lr_factor
+    from grokviz.toy.arithmetic.train import lr_factor
 
     config = ToyConfig(warmup=10, decay=(300, 500), steps=600, checkpoints=(600,))
     factors = [lr_factor(config, s) for s in range(600)]
@@ -229,7 +230,7 @@ def test_a_decay_that_ends_before_it_starts_is_refused(decay: tuple[int, int]) -
 
 
 def test_a_shorter_run_keeps_the_checkpoints_inside_it_and_ends_on_one() -> None:
-    from grokviz.toy.train import with_steps
+    from grokviz.toy.arithmetic.train import with_steps
 
     full = PRESETS["default"]
     short = with_steps(full, 1200)
@@ -260,64 +261,107 @@ def test_cli_trains_the_tiny_preset(tmp_path: Path) -> None:
 shipped = pytest.mark.skipif(not (SHIPPED / "run.json").is_file(), reason="no shipped toy run")
 
 
+def _trained_checkpoints(folder: Path) -> list[str]:
+    """The checkpoints a run trained (run.json); the shipped copy keeps the weights of a few."""
+    return list(json.loads((folder / "run.json").read_text())["checkpoints"])
+
+
 @shipped
-def test_shipped_run_memorizes_before_it_generalizes_in_every_group() -> None:
-    """The issue's shape, read from the shipped dense log: each group's train accuracy reaches
-    0.95 well before its test accuracy reaches 0.9, test accuracy is near chance while the
-    training pairs are being memorized, and the groups generalize at different times."""
-    from grokviz.toy.report import log_delays
+def test_shipped_run_memorizes_first_and_its_groups_rise_at_different_times() -> None:
+    """The shape of the shipped run, read from its dense log: every group memorizes (train
+    accuracy 0.9) while its test accuracy is far below; the real groups' test accuracy passes
+    0.5 thousands of steps apart, one of them passes 0.9; the random-answer control memorizes
+    and its test accuracy never leaves chance (1/p)."""
+    from grokviz.toy.arithmetic.analysis import log_delays
 
     run = ToyRun.load(SHIPPED)
     assert run.config == PRESETS["default"]  # `train --out …` with no options reproduces it
-    assert 10 <= len(run.checkpoints) <= 16
-    assert run.config.model.num_layers >= 4 and run.config.model.num_experts >= 8
-    delays = log_delays(run.log, train_level=0.95, test_level=0.9)
+    assert 10 <= len(_trained_checkpoints(SHIPPED)) <= 16
+    spec = run.config.model
+    assert spec.num_layers >= 4 and spec.num_experts >= 8 * spec.top_k  # the paper's regime
+    delays = log_delays(run.log, train_level=0.9, test_level=0.5)
     assert sorted(delays["domain"]) == sorted(run.config.operations)
-    for domain, memorized, generalized, delay, test_then in delays.iter_rows():
-        assert memorized is not None and generalized is not None, domain
-        assert delay >= 1000, domain
-        assert test_then < 0.6, domain  # far from generalized when memorized
-    steps = delays["generalized_step"].to_list()
-    assert max(steps) - min(steps) >= 2000
-    # Test accuracy near chance (1/p) early on, when train accuracy has already risen.
-    early = run.log.filter(pl.col("step") == 250).pivot(
-        on="split", index="domain", values="accuracy"
-    )
-    assert (early["train"] >= 0.8).all()
-    assert (early["test"] <= 0.3).all()
+    for domain, memorized, _, _, test_then in delays.iter_rows():
+        assert memorized is not None and test_then < 0.6, domain
+    real = delays.filter(pl.col("domain") != "random")
+    halfway = [s for s in real["generalized_step"] if s is not None]
+    assert len(halfway) >= 2 and max(halfway) - min(halfway) >= 2000, real
+    test = run.log.filter(pl.col("split") == "test")
+    assert test.filter(pl.col("step") == run.config.steps)["accuracy"].max() >= 0.9
+    control = test.filter(pl.col("domain") == "random")["accuracy"]
+    assert control.max() <= 3 / run.config.p, control
 
 
-# How far a retrained run may drift from the shipped one at its first checkpoints. Training is
-# bit-identical only on the same CPU with the same threads (test_same_seed_same_run): another
-# instruction set (AVX2 vs AVX-512) or BLAS sums in another order, and the runs drift apart like
-# any chaotic trajectory. Measured at step 250: 0.021 on an AMD EPYC (AVX2), 0.049 on an AVX-512
-# machine; 0.1 leaves twice that margin while still catching a changed recipe.
-CROSS_MACHINE_TOLERANCE = 0.1
+# Retraining the shipped config is checked on a short prefix in make test and in full only on
+# request. Training is bit-identical only on the same CPU with the same threads
+# (test_same_seed_same_run): another instruction set (AVX2 vs AVX-512) or BLAS sums in another
+# order, and the runs drift apart like any chaotic trajectory, slowly at first and then fast once
+# a top-1 routing choice flips. Measured with another summation order (1 thread against the
+# shipped 2): the largest relative change of an answer loss was 4.9e-7 at step 50 and 0.037 at
+# step 100 (accuracy 0 and 0.073). So the prefix ends at step 50, where the tolerances below
+# leave a margin of 10,000 for the order of the sums while a changed recipe (rate, decay, router,
+# layout, data: another code version moved the losses by 0.05 there) still fails.
+RETRAIN_STEPS = 50
+CROSS_MACHINE_TOLERANCE = {"loss": 0.005, "accuracy": 0.021}
+"""Largest allowed |retrained - shipped| at the prefix's evaluations (steps 0 and 50): answer
+loss relative, accuracy absolute (0.021: two answers of a 96-sample validation split)."""
+FULL_RETRAIN_TOLERANCE = 0.15
+"""Accuracy drift allowed at every checkpoint of a full retrain on another machine (opt-in)."""
+
+
+def _log_drift(expected: pl.DataFrame, got: pl.DataFrame) -> dict[str, float]:
+    keys = ["step", "domain", "split"]
+    both = expected.join(got, on=keys, how="full", suffix="_retrained", coalesce=True)
+    assert both.height == expected.height == got.height, both
+    loss = (
+        (both["answer_loss"] - both["answer_loss_retrained"]).abs() / both["answer_loss"].abs()
+    ).max()
+    accuracy = (both["accuracy"] - both["accuracy_retrained"]).abs().max()
+    assert isinstance(loss, float) and isinstance(accuracy, float), both
+    return {"loss": loss, "accuracy": accuracy}
 
 
 @shipped
 def test_the_documented_config_retrains_to_the_shipped_curves(tmp_path: Path) -> None:
-    """The shipped run's own config, retrained for its first checkpoints on *this* machine,
-    lands within CROSS_MACHINE_TOLERANCE of the shipped train and test accuracies, and shows the
-    same shape there: train accuracy far ahead of test accuracy. Evaluation and saving do not
-    touch the training trajectory, so a shorter run follows the shipped one step for step."""
-    from grokviz.toy.train import with_steps
+    """The shipped run's own config, retrained for its first RETRAIN_STEPS steps on *this*
+    machine, lands within CROSS_MACHINE_TOLERANCE of the shipped training log (answer-token loss
+    and accuracy per operation and split at every evaluation). Evaluation and saving do not touch
+    the training trajectory, so a shorter run follows the shipped one step for step."""
+    from grokviz.toy.arithmetic.train import with_steps
 
     run = ToyRun.load(SHIPPED)
-    early = [s for s in run.config.schedule() if s <= 250]
-    assert len(early) >= 2
-    again = train(with_steps(run.config, early[-1]), tmp_path, progress=False)
-    keys = ["step", "domain", "split"]
-    expected = run.log.filter(pl.col("step").is_in(early)).select(*keys, "accuracy")
-    got = again.log.filter(pl.col("step").is_in(early)).select(*keys, "accuracy")
-    both = expected.join(got, on=keys, how="full", suffix="_retrained", coalesce=True)
-    assert both.height == expected.height == got.height, both
-    worst = (both["accuracy"] - both["accuracy_retrained"]).abs().max()
-    assert worst is not None and worst <= CROSS_MACHINE_TOLERANCE, both.sort(keys)
-    last = again.log.filter(pl.col("step") == early[-1]).pivot(
-        on="split", index="domain", values="accuracy"
+    again = train(with_steps(run.config, RETRAIN_STEPS), tmp_path, progress=False)
+    steps = sorted(again.log["step"].unique())
+    assert len(steps) >= 2 and steps[-1] == RETRAIN_STEPS
+    columns = ["step", "domain", "split", "answer_loss", "accuracy"]
+    expected = run.log.filter(pl.col("step").is_in(steps)).select(columns)
+    drift = _log_drift(expected, again.log.select(columns))
+    for name, tolerance in CROSS_MACHINE_TOLERANCE.items():
+        assert drift[name] <= tolerance, (name, drift)
+    # already memorizing: every group's answer loss lower on its training pairs than its test
+    last = again.log.filter(pl.col("step") == RETRAIN_STEPS).pivot(
+        on="split", index="domain", values="answer_loss"
     )
-    assert (last["train"] - last["test"] >= 0.4).all(), last
+    assert (last["train"] < last["test"]).all(), last
+
+
+@shipped
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("GROKVIZ_FULL_RETRAIN") != "1",
+    reason="the full retrain takes ~10 min on 2 cores; set GROKVIZ_FULL_RETRAIN=1",
+)
+def test_the_documented_config_retrains_in_full(tmp_path: Path) -> None:
+    """The whole documented run, retrained: every checkpoint's test accuracy per operation
+    within FULL_RETRAIN_TOLERANCE of the shipped table (bit-identical on the machine that made
+    it, with the same threads)."""
+    run = ToyRun.load(SHIPPED)
+    again = train(run.config, tmp_path, progress=False)
+    keys = ["step", "task"]
+    both = run.accuracy.join(again.accuracy, on=keys, how="full", suffix="_retrained")
+    assert both.height == run.accuracy.height == again.accuracy.height
+    worst = (both["accuracy"] - both["accuracy_retrained"]).abs().max()
+    assert isinstance(worst, float) and worst <= FULL_RETRAIN_TOLERANCE, both.sort(keys)
 
 
 @shipped
@@ -339,7 +383,7 @@ def test_shipped_checkpoints_load_offline_and_match_their_accuracy_table() -> No
 
 
 def test_delays_run_from_first_memorization_to_first_generalization() -> None:
-    from grokviz.toy.report import log_delays
+    from grokviz.toy.arithmetic.analysis import log_delays
 
     train = [0.1, 0.5, 0.96, 0.9, 1.0, 1.0]  # reaches 0.95 at step 20 (a dip later is allowed)
     test = [0.0, 0.1, 0.2, 0.3, 0.95, 0.92]  # reaches 0.9 at step 40
@@ -358,7 +402,7 @@ def test_delays_run_from_first_memorization_to_first_generalization() -> None:
 
 
 def test_rise_starts_at_the_last_checkpoint_of_the_early_plateau() -> None:
-    from grokviz.toy.report import _rise_step
+    from grokviz.toy.shared.curves import _rise_step
 
     acc = pl.DataFrame(
         {"step": [1, 2, 3, 4, 5, 6], "task": "add", "accuracy": [0.02, 0.05, 0.03, 0.3, 0.8, 1.0]}
@@ -371,22 +415,143 @@ def test_shipped_trace_covers_every_checkpoint_and_sample() -> None:
     store_mod = pytest.importorskip("grokviz.store")
     run = ToyRun.load(SHIPPED)
     store = store_mod.TraceStore.open(SHIPPED / "trace")
-    assert store.checkpoints()["checkpoint"].to_list() == [c.name for c in run.checkpoints]
+    trained = _trained_checkpoints(SHIPPED)
+    assert store.checkpoints()["checkpoint"].to_list() == trained
+    assert {c.name for c in run.checkpoints} <= set(trained)  # the weights of a few are shipped
     assert set(store.samples()["sample_id"]) == set(run.samples["sample_id"])
     losses = store.losses()
-    assert losses.height == len(run.checkpoints) * run.samples.height
+    assert losses.height == len(trained) * run.samples.height
+    # the control flag is in the store, so analyze() keeps the control out of "global"
+    flags = store.samples().join(run.samples, on="sample_id").select("control", "control_right")
+    assert flags["control"].equals(flags["control_right"], check_names=False)
+    assert flags["control"].any()
 
 
 def test_run_loaders_say_which_run_a_folder_holds(tmp_path: Path) -> None:
-    from grokviz.toy.lm import LMRun
+    from grokviz.toy.lm.train import LMRun
 
     with pytest.raises(FileNotFoundError, match=r"python -m grokviz\.toy train --out"):
         ToyRun.load(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"python -m grokviz\.toy lm --out"):
+    with pytest.raises(FileNotFoundError, match=r"python -m grokviz\.toy train --toy lm --out"):
         LMRun.load(tmp_path)
     (tmp_path / "run.json").write_text(json.dumps({"kind": "lm", "config": {}, "seconds": 1}))
-    with pytest.raises(ValueError, match=r"kind 'lm', not 'toy'.*LMRun"):
+    with pytest.raises(ValueError, match=r"kind 'lm', not 'arithmetic'.*LMRun"):
         ToyRun.load(tmp_path)
     (tmp_path / "run.json").write_text(json.dumps({"config": {}, "seconds": 1}))  # no kind: toy
-    with pytest.raises(ValueError, match=r"kind 'toy', not 'lm'.*ToyRun"):
+    with pytest.raises(ValueError, match=r"kind 'arithmetic', not 'lm'.*ToyRun"):
         LMRun.load(tmp_path)
+
+
+# --- the control group, the layouts, and the report's analysis -----------------------------------
+
+
+def test_the_random_control_is_a_fixed_table_that_no_rule_explains() -> None:
+    from grokviz.toy.arithmetic.tasks import random_answer
+
+    p = 11
+    frame = make_samples(p=p, operations=["add", "random"], train_fraction=0.5)
+    control = frame.filter(pl.col("domain") == "random")
+    assert control["control"].all() and not frame.filter(pl.col("domain") == "add")["control"].any()
+    # the same answers whatever the seed of the split: one table per modulus
+    other = make_samples(p=p, operations=["random"], train_fraction=0.5, seed=5)
+    both = control.join(other, on="sample_id", suffix="_other")
+    assert both.height == control.height and (both["answer"] == both["answer_other"]).all()
+    # no operation of the others reproduces the table, and the answers are spread out
+    for name in ("add", "sub", "mul"):
+        rule = OPERATIONS[name].rule
+        hits = sum(rule(a, b, p) == c for a, b, c in control.select("a", "b", "answer").iter_rows())
+        assert hits < control.height / 4, name
+    assert control["answer"].n_unique() >= p - 2
+    assert random_answer(3, 4, p) == control.filter(a=3, b=4)["answer"][0]
+
+
+def test_prefix_layout_puts_the_operation_first_and_encodes_like_the_tokenizer(
+    tmp_path: Path,
+) -> None:
+    from transformers import AutoTokenizer
+
+    ops = ["add", "random"]
+    frame = make_samples(p=7, operations=ops, layout="prefix")
+    assert frame.filter(domain="add", a=3, b=5)["text"][0] == "+ 3 5 = 1"
+    make_tokenizer(p=7, operations=ops).save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
+    ids = tok(frame["text"].to_list())["input_ids"]
+    assert ids == encode(frame, p=7, operations=ops, layout="prefix").tolist()
+    with pytest.raises(ValueError, match="layout"):
+        make_samples(p=7, operations=ops, layout="postfix")
+
+
+def test_answer_losses_are_recorded_for_every_training_sample(
+    tiny_runs: tuple[ToyRun, ToyRun],
+) -> None:
+    import torch
+
+    from grokviz.toy.arithmetic.analysis import answer_losses
+    from grokviz.toy.shared.model import load_checkpoint
+
+    run = tiny_runs[0]
+    recorded = run.answer_losses
+    assert recorded is not None
+    train_ids = set(run.samples.filter(pl.col("split") == "train")["sample_id"])
+    assert recorded.height == len(run.checkpoints) * len(train_ids)
+    assert set(recorded["sample_id"]) == train_ids
+    # the answer token's NLL, from plain transformers calls on the sample text
+    model, tok = load_checkpoint(run.checkpoints[-1])
+    last = recorded.filter(pl.col("step") == 6).sort("sample_id")
+    texts = run.samples.filter(pl.col("split") == "train").sort("sample_id")["text"].to_list()
+    with torch.no_grad():
+        ids = torch.tensor(tok(texts)["input_ids"])
+        logp = torch.log_softmax(model(input_ids=ids[:, :-1]).logits[:, -1].double(), -1)
+        nll = -logp[torch.arange(len(ids)), ids[:, -1]]
+    assert last["loss"].to_list() == pytest.approx(nll.tolist(), abs=1e-4)
+    # a run without the file computes the same losses from its checkpoints
+    bare = ToyRun.load(run.out)
+    bare.answer_losses = None
+    again = answer_losses(bare).sort("step", "sample_id")
+    assert again["loss"].to_list() == pytest.approx(
+        recorded.sort("step", "sample_id")["loss"].to_list(), abs=1e-5
+    )
+
+
+def test_report_of_a_tiny_run_shows_the_controls_and_honest_counts(
+    tiny_runs: tuple[ToyRun, ToyRun], tmp_path: Path
+) -> None:
+    import grokviz.toy.arithmetic.report as report
+    from grokviz.metrics import memorization_onsets
+    from grokviz.store import TraceStore
+    from grokviz.toy.arithmetic.analysis import analyze_run
+    from grokviz.toy.runs import trace_run
+
+    run = tiny_runs[0]
+    store = trace_run(run.out, store=tmp_path / "trace", progress=False)
+    analysis = analyze_run(run.out, store=store, replicates=10, views=False, pair=False)
+    assert analysis.controls == ["random"]
+    # the global group's samples are the real groups' memorized samples, never the control's
+    n = analysis.table1.filter(pl.col("metric") == "distance").select("group", "n_samples")
+    memorized = analysis.sample_delays.select("domain", "memorized_before_T").iter_rows()
+    real = sum(v for d, v in memorized if d != "random")
+    assert dict(n.iter_rows())["global"] == real
+    # the share memorized is over all the domain's training samples, as memorization_onsets says
+    onsets = memorization_onsets(TraceStore.open(store).losses(), run.samples)
+    last = int(TraceStore.open(store).losses()["step"].max())
+    for row in analysis.sample_delays.iter_rows(named=True):
+        dom = onsets.filter(domain=row["domain"])
+        memorized = int((dom["onset_step"] < last).fill_null(False).sum())
+        assert row["memorized_before_T"] == memorized
+        assert row["training_samples"] == dom.height
+        assert row["share_memorized"] == pytest.approx(memorized / dom.height)
+    text = report.render(analysis, run)
+    for heading in (
+        "## Which samples count as memorized",
+        "## The controls: does a metric track each group's generalization, or only training time?",
+        "## What the controls imply for the paper's Table 1",
+        "random (control)",
+    ):
+        assert heading in text, heading
+    answer = analyze_run(
+        run.out, store=store, memorization="answer", replicates=0, views=False, pair=False
+    )
+    assert answer.memorization == "answer"
+    assert "the answer token's loss alone" in report.render(answer, run)
+    with pytest.raises(ValueError, match="memorization"):
+        analyze_run(run.out, store=store, memorization="tokens")

@@ -14,8 +14,7 @@ import polars as pl
 import pytest
 
 from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, SAMPLES, conform
-from grokviz.toy import _loop as loop_module
-from grokviz.toy.corpus import (
+from grokviz.toy.lm.corpus import (
     DOMAINS,
     MAX_TOKENS,
     arithmetic_document,
@@ -25,8 +24,10 @@ from grokviz.toy.corpus import (
     make_tokenizer,
     vocabulary,
 )
-from grokviz.toy.lm import PRESETS, LMConfig, LMRun, trace_lm, train_lm
-from grokviz.toy.lm_report import timing_table
+from grokviz.toy.lm.report import timing_table
+from grokviz.toy.lm.train import PRESETS, LMConfig, LMRun, train_lm
+from grokviz.toy.runs import trace_run
+from grokviz.toy.shared import loop as loop_module
 
 TINY = PRESETS["tiny"]
 
@@ -59,6 +60,9 @@ def _solve(text: str) -> tuple[str, Any]:
     if m:
         assert m.group(1) == m.group(3)
         return "composed", m.group(2)
+    m = re.fullmatch(r"r(\d+) with r(\d+) gives", text)
+    if m:
+        return "random", (int(m.group(1)), int(m.group(2)))
     m = re.fullmatch(r"(c\d+) is in", text)
     assert m, f"unparsed document {text!r}"
     return "atomic", m.group(1)
@@ -71,13 +75,18 @@ def test_corpus_is_deterministic_and_seeded() -> None:
     assert list(SAMPLES) == a.columns[:4]
     assert a["sample_id"].is_unique().all()
     counts = dict(a.group_by("split").len().iter_rows())
-    assert counts == {"train": 150, "val": 15, "test": 30}
+    assert counts == {"train": 200, "val": 20, "test": 40}  # 4 domains
+    assert a.filter(pl.col("control"))["domain"].unique().to_list() == ["random"]
+    # leaving the control out changes none of the other domains' documents
+    three = make_corpus(n_train=50, n_val=5, n_test=10, seed=3, domains=DOMAINS[:3])
+    assert three.drop("control").equals(a.filter(~pl.col("control")).drop("control"))
 
 
 def test_answers_are_correct_by_construction() -> None:
     corpus = make_corpus(n_train=400, n_val=20, n_test=60, seed=1)
     country: dict[str, str] = {}
     composed: list[tuple[str, str]] = []
+    random_answer: dict[tuple[int, int], str] = {}
     for domain, prompt, answer, text in corpus.select(
         "domain", "prompt", "answer", "text"
     ).iter_rows():
@@ -86,6 +95,9 @@ def test_answers_are_correct_by_construction() -> None:
         if kind in ("arithmetic", "code"):
             assert kind == domain
             assert answer == str(value) and value >= 0
+        elif kind == "random":
+            assert domain == "random" and re.fullmatch(r"q\d", answer)
+            assert random_answer.setdefault(value, answer) == answer  # one answer per pair
         else:
             assert domain == "facts"
             if kind == "atomic":
@@ -95,6 +107,11 @@ def test_answers_are_correct_by_construction() -> None:
     # composed facts (training and test alike) agree with the atomic facts of training
     for city, answer in composed:
         assert country.get(city, answer) == answer
+    # the control's answers follow no rule: many different answers for one first operand
+    by_first: dict[int, set[str]] = {}
+    for (x, _), answer in random_answer.items():
+        by_first.setdefault(x, set()).add(answer)
+    assert max(len(v) for v in by_first.values()) >= 4
 
 
 def test_test_answers_are_never_taught_but_facts_stay_answerable() -> None:
@@ -118,6 +135,10 @@ def test_test_answers_are_never_taught_but_facts_stay_answerable() -> None:
     test_cities = {_solve(p)[1] for p in test.filter(pl.col("domain") == "facts")["prompt"]}
     assert test_cities and not test_cities & applied
     assert test_cities <= stated  # every test city's country is in the training documents
+    pairs = lambda split: {  # noqa: E731
+        _solve(p)[1] for p in corpus.filter(split=split, domain="random")["prompt"]
+    }
+    assert pairs("test") and not pairs("test") & pairs("train")
 
 
 def test_tokenizer_saves_loads_offline_and_matches_fast_encoding(tmp_path: Path) -> None:
@@ -149,7 +170,7 @@ def test_documents_refuse_a_sum_without_a_non_negative_answer() -> None:
 
 
 def test_word_tokenizer_needs_the_special_tokens() -> None:
-    from grokviz.toy.tasks import word_tokenizer
+    from grokviz.toy.shared.tokenizer import word_tokenizer
 
     with pytest.raises(ValueError, match=r"lacks the special tokens \['<eos>', '<unk>'\]"):
         word_tokenizer({"<pad>": 0, "<bos>": 1, "ana": 2}, model_max_length=4)
@@ -161,7 +182,7 @@ def test_word_tokenizer_needs_the_special_tokens() -> None:
 def test_deterministic_block_restores_threads_and_kernels_even_on_error() -> None:
     import torch
 
-    from grokviz.toy._loop import deterministic
+    from grokviz.toy.shared.loop import deterministic
 
     before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     inside = []
@@ -176,7 +197,7 @@ def test_log_rows_average_each_domain_and_split() -> None:
     import numpy as np
     import torch
 
-    from grokviz.toy._loop import Scores, log_rows
+    from grokviz.toy.shared.loop import Scores, log_rows
 
     rng = np.random.default_rng(0)
     n = 60
@@ -201,9 +222,9 @@ def test_padded_documents_score_as_each_document_alone() -> None:
     """The evaluation of right-padded chunks equals a plain per-document log-softmax."""
     import torch
 
-    from grokviz.toy._loop import score
-    from grokviz.toy.lm import _score_documents
-    from grokviz.toy.model import build_model, olmoe_config
+    from grokviz.toy.lm.train import _score_documents
+    from grokviz.toy.shared.loop import score
+    from grokviz.toy.shared.model import build_model, olmoe_config
 
     texts = make_corpus(n_train=3, n_val=1, n_test=2, seed=0)["text"].to_list()
     ids = encode(texts)
@@ -257,11 +278,11 @@ def test_one_pass_trains_on_every_document_exactly_once(recorded: tuple[LMRun, l
     expected = Counter(tuple(r) for r in encode(corpus["text"].to_list())[:, :-1].tolist())
     trained = Counter(tuple(r) for b in batches for r in b.tolist())
     assert trained == expected
-    assert len(batches) == TINY.steps == -(-3 * TINY.docs_per_domain // TINY.batch_size)
+    assert len(batches) == TINY.steps == -(-len(DOMAINS) * TINY.docs_per_domain // TINY.batch_size)
     assert all(len(b) <= TINY.batch_size for b in batches)
     # a tracked document's seen_step names the batch that held it
     tracked = run.samples.filter(pl.col("split") == "train")
-    assert tracked.height == 3 * TINY.tracked_per_domain
+    assert tracked.height == len(DOMAINS) * TINY.tracked_per_domain
     for text, step in tracked.select("text", "seen_step").iter_rows():
         row = tuple(encode([text])[0, :-1].tolist())
         assert row in {tuple(r) for r in batches[step - 1].tolist()}
@@ -335,10 +356,16 @@ def test_config_rejects_bad_values_and_schedules_one_pass() -> None:
         LMConfig(docs_per_domain=10, tracked_per_domain=20)
     with pytest.raises(ValueError, match="spacing"):
         LMConfig(spacing="cubic")
-    config = LMConfig(docs_per_domain=1000, batch_size=64, n_checkpoints=4, spacing="linear")
+    three = DOMAINS[:3]  # without the control domain
+    config = LMConfig(
+        docs_per_domain=1000, batch_size=64, n_checkpoints=4, spacing="linear", domains=three
+    )
     assert config.steps == 47  # ceil(3000 / 64)
+    assert LMConfig(docs_per_domain=1000, batch_size=64).steps == 63  # ceil(4000 / 64)
     assert config.schedule() == [0, 12, 24, 35, 47]
-    log = LMConfig(docs_per_domain=20_000, batch_size=64, n_checkpoints=12, eval_every=25)
+    log = LMConfig(
+        docs_per_domain=20_000, batch_size=64, n_checkpoints=12, eval_every=25, domains=three
+    )
     steps = log.schedule()
     assert steps[0] == 0 and steps[-1] == log.steps == 938
     assert all(s % 25 == 0 for s in steps[:-1]) and len(set(steps)) == len(steps)
@@ -374,10 +401,10 @@ def test_trace_analyze_and_report_end_to_end(recorded: tuple[LMRun, list], tmp_p
     import grokviz
     from grokviz.metrics import correlate
     from grokviz.store import TraceStore
-    from grokviz.toy.lm_report import analyze_lm, write_lm_report
+    from grokviz.toy.lm.report import analyze_lm, write_lm_report
 
     run, _ = recorded
-    path = trace_lm(run.out, store=tmp_path / "trace", progress=False)
+    path = trace_run(run.out, store=tmp_path / "trace", progress=False)
     store = TraceStore.open(path)
     assert store.checkpoints()["step"].to_list() == TINY.schedule()
     # the tracer's per-sample loss and the trainer's evaluation agree (two implementations)
@@ -388,7 +415,7 @@ def test_trace_analyze_and_report_end_to_end(recorded: tuple[LMRun, list], tmp_p
         .agg(pl.col("loss").mean().alias("traced"))
     )
     both = traced.join(run.log, on=["step", "domain", "split"])
-    assert both.height == len(TINY.schedule()) * 3 * 3
+    assert both.height == len(TINY.schedule()) * len(DOMAINS) * 3
     assert both.select((pl.col("traced") - pl.col("loss")).abs().max()).item() < 1e-4
 
     metrics = grokviz.analyze(
@@ -420,13 +447,14 @@ def test_cli_trains_traces_and_reports(tmp_path: Path) -> None:
     from grokviz.toy.__main__ import main
 
     out, report = tmp_path / "cli", tmp_path / "report.md"
-    argv = ["lm", "--out", str(out), "--preset", "tiny", "--quiet", "--seed", "5"]
+    argv = ["train", "--toy", "lm", "--out", str(out), "--preset", "tiny", "--quiet", "--seed", "5"]
     assert main([*argv, "--report", str(report)]) == 0
     run = LMRun.load(out)
     assert run.config.seed == 5
     assert (out / "trace" / "manifest.json").is_file()
     assert "## Table 1 on the one-pass toy" in report.read_text()
-    assert main(["lm", "--out", str(out), "--preset", "nope"]) == 2
+    assert main(["train", "--toy", "lm", "--out", str(out), "--preset", "nope"]) == 2
+    assert main(["train", "--toy", "lm", "--out", str(out), "--steps", "5"]) == 2
 
 
 # --- the shared `trace` / `report` commands on an LM run -----------------------------------------
@@ -454,7 +482,7 @@ def test_trace_and_report_commands_read_the_run_kind(
     kept = run.samples.filter(
         pl.col("sample_id").is_in(store.token_routing()["sample_id"].implode())
     )
-    assert kept.group_by("domain", "split").len()["len"].to_list() == [1] * 9
+    assert kept.group_by("domain", "split").len()["len"].to_list() == [1] * (3 * len(DOMAINS))
 
     assert main(["report", "--run", str(folder)]) == 0
     text = (tmp_path / "docs" / "toy_lm.md").read_text()  # an LM run's default, not toy_results
@@ -464,7 +492,7 @@ def test_trace_and_report_commands_read_the_run_kind(
     accs = dict(last.select("task", "accuracy").iter_rows())
     final_row = next(line for line in text.splitlines() if line.startswith(f"| {TINY.steps} |"))
     cells = [c.strip() for c in final_row.strip("|").split("|")]
-    assert cells[2:6] == [f"{accs[t]:.2f}" for t in (*DOMAINS, "all")]
+    assert cells[2 : 3 + len(DOMAINS)] == [f"{accs[t]:.2f}" for t in (*DOMAINS, "all")]
 
     out = tmp_path / "elsewhere.md"
     assert main(["report", "--run", str(folder), "--out", str(out)]) == 0
@@ -474,7 +502,8 @@ def test_trace_and_report_commands_read_the_run_kind(
 def test_trace_and_report_commands_keep_the_toy_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import grokviz.toy.report as toy_report
+    import grokviz.toy.arithmetic.report as toy_report
+    import grokviz.toy.runs as runs
     from grokviz.toy.__main__ import main
 
     # no run.json: the first toy's loader says what is missing and how to make it
@@ -493,7 +522,7 @@ def test_trace_and_report_commands_keep_the_toy_path(
 
         return call
 
-    monkeypatch.setattr(toy_report, "trace_run", recorder("trace"))
+    monkeypatch.setattr(runs, "trace_run", recorder("trace"))
     monkeypatch.setattr(toy_report, "write_report", recorder("report"))
     folder = tmp_path / "toy"
     folder.mkdir()

@@ -71,7 +71,8 @@ def _write_table(frame: Any, path: Path) -> None:
     if suffix == ".parquet":
         frame.write_parquet(path)
     else:
-        frame.write_csv(path)
+        # CSV holds no lists: analyze's per-row resamples ("replicates") stay in Parquet only
+        frame.select([c for c, t in frame.schema.items() if not t.is_nested()]).write_csv(path)
 
 
 def summary(metrics: Any) -> Any:

@@ -2,9 +2,12 @@
 
 A sample's routing embedding at MoE layer ``l`` is the routing-weighted sum of that layer's router
 weight rows, ``e_l(i) = sum_k g_l(i, k) W_l[k]``. Consistency compares adjacent layers' embeddings:
-with ``c_l = cos(e_l(i), e_{l+1}(i))`` and ``m = max_l c_l``,
-``consistency = mean_l c_l / (m + 1e-8)`` (higher = smoother routing) and
-``complexity = 1 - consistency`` (the paper's literal ``C_i``). Routing entropy is the control the
+with ``c_l = cos(e_l(i), e_{l+1}(i))`` and ``m = max_l |c_l|``,
+``consistency = mean_l c_l / (m + 1e-8)`` (higher = smoother routing, always in ``[-1, 1]``) and
+``complexity = 1 - consistency`` (the paper's literal ``C_i``). The paper divides by
+``max_l c_l``; the two agree whenever the cosine largest in size is positive, as in trained
+routers. Where it is not (a maximum near 0 with negative cosines beside it), the paper's ratio is
+unbounded: it reached 2.2 on an early toy checkpoint. Routing entropy is the control the
 paper uses to show that the trend is not a mere sharpening of the router.
 
 Everything is batched over samples in torch, on whatever device the inputs are on; numpy inputs are
@@ -16,6 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+from grokviz.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -70,20 +75,20 @@ def _check_shapes(weights: torch.Tensor, routers: torch.Tensor) -> None:
             f"weights must have shape [samples, layers, experts], got {tuple(weights.shape)}; "
             "pass TraceStore.routing_array(checkpoint)[0]"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     if routers.ndim != 3:
         msg = (
             f"routers must have shape [layers, experts, hidden], got {tuple(routers.shape)}; "
             "pass TraceStore.router_array(checkpoint)"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     if weights.shape[1:] != routers.shape[:2]:
         msg = (
             f"weights have {weights.shape[1]} layers x {weights.shape[2]} experts but routers have "
             f"{routers.shape[0]} layers x {routers.shape[1]} experts; take both from the same "
             "checkpoint and the same layers"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
 
 
 def routing_embeddings(weights: ArrayT, routers: Any, *, device: Any = None) -> ArrayT:
@@ -155,7 +160,7 @@ def adjacent_cosines(weights: ArrayT, routers: Any, *, device: Any = None) -> Ar
             f"consistency needs at least 2 MoE layers to compare adjacent ones, got {g.shape[1]}; "
             "pass more layers (layers=None uses all of them)"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     # Through Gram matrices, never the [N, L, d] embeddings (gigabytes for OLMoE's d=2048):
     # e_l . e_m = g_l^T (W_l W_m^T) g_m, so only [L, K, K] matrices are built.
     gram = torch.einsum("lkd,ljd->lkj", w, w)
@@ -170,15 +175,18 @@ def adjacent_cosines(weights: ArrayT, routers: Any, *, device: Any = None) -> Ar
 
 
 def consistency(weights: ArrayT, routers: Any, *, device: Any = None) -> ArrayT:
-    """Pathway consistency of each sample: ``mean_l c_l / (max_l c_l + 1e-8)``; higher = smoother.
+    """Pathway consistency of each sample: ``mean_l c_l / (max_l |c_l| + 1e-8)``; higher = smoother.
 
     ``c_l`` are the adjacent-layer cosines of :func:`adjacent_cosines`. The value is 1 when every
-    adjacent pair is equally aligned and falls as the transitions become more erratic. The formula
-    is the paper's, taken literally: when all of a sample's cosines are 0 (for instance zero
-    routing embeddings) its consistency is 0, and when all are negative the normalisation by a
-    negative maximum gives values of 1 or more; routers of trained models give positive cosines.
-    With exactly 2 layers there is one cosine, so consistency is 1 (up to the 1e-8) whatever the
-    routing: the metric needs 3 or more MoE layers to say anything.
+    adjacent pair is equally aligned and falls as the transitions become more erratic. It is the
+    paper's formula, ``mean_l c_l / (max_l c_l + 1e-8)``, whenever the cosine largest in size is
+    positive (trained routers give positive cosines). The paper's maximum can be near 0 or
+    negative while other cosines are negative, and the ratio then leaves ``[-1, 1]`` without
+    bound; dividing by the largest *size* keeps every value in ``[-1, 1]``. When all of a
+    sample's cosines are 0 (for instance zero routing embeddings) its consistency is 0, when all
+    are equal and negative it is -1. With exactly 2 layers there is one cosine, so consistency is
+    +-1 (up to the 1e-8) whatever the routing: the metric needs 3 or more MoE layers to say
+    anything.
 
     Parameters
     ----------
@@ -207,7 +215,7 @@ def consistency(weights: ArrayT, routers: Any, *, device: Any = None) -> ArrayT:
     [1.0]
     """
     c = adjacent_cosines(_as_tensor(weights, name="weights", device=device), routers)
-    m = c.max(dim=1, keepdim=True).values
+    m = c.abs().max(dim=1, keepdim=True).values
     out = (c / (m + _EPS)).mean(dim=1)
     return _back(out, weights)
 
@@ -258,7 +266,7 @@ def routing_entropy(weights: ArrayT, *, device: Any = None) -> ArrayT:
     g = _as_tensor(weights, name="weights", device=device)
     if g.ndim != 3:
         msg = f"weights must have shape [samples, layers, experts], got {tuple(g.shape)}"
-        raise ValueError(msg)
+        raise InputError(msg)
     plogp = torch.where(g > 0, g * torch.log(torch.where(g > 0, g, 1.0)), 0.0)
     out = (-plogp.sum(dim=-1)).mean(dim=-1)
     return _back(out, weights)

@@ -10,20 +10,24 @@ it stays (almost always) correct. Samples sharing an onset form a group, ``"Pret
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz.errors import EmptyInputError
+from grokviz.errors import EmptyInputError, InputError
 
 __all__ = [
+    "MemorizationSummary",
     "generalization_onsets",
     "group_steps",
     "memorization_onsets",
     "memorization_suffix",
+    "memorization_summary",
 ]
 
 _ONSET_SCHEMA: dict[str, pl.DataType] = {
@@ -34,6 +38,9 @@ _ONSET_SCHEMA: dict[str, pl.DataType] = {
     "onset_checkpoint": pl.String(),
     "group": pl.String(),
 }
+# How each domain's eps came about: given by the user, calibrated into the target range, or the
+# closest grid value to a target no grid value reaches.
+_EPS_SOURCE: dict[str, pl.DataType] = {"eps_source": pl.String(), "before_last": pl.Boolean()}
 
 
 def _wide(
@@ -50,7 +57,7 @@ def _wide(
             f"checkpoint label(s) {dup['checkpoint'].to_list()} appear with several steps in the "
             f"{name} table; give each checkpoint one step"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     labels = ckpts["checkpoint"].to_list()
     steps = ckpts["step"].to_list()
     ids = frame["sample_id"].unique(maintain_order=True).sort().to_list()
@@ -102,9 +109,10 @@ def memorization_suffix(losses: np.ndarray, *, eps: float, delta: float = 0.05) 
 
 
 def _choose_eps(
-    losses: np.ndarray, *, delta: float, target: tuple[float, float], grid_step: float, domain: str
-) -> float:
-    """Smallest grid eps whose memorized-before-T fraction lies in ``target`` (else the closest)."""
+    losses: np.ndarray, *, delta: float, target: tuple[float, float], grid_step: float
+) -> tuple[float, bool]:
+    """Smallest grid eps whose memorized-before-T fraction lies in ``target``, and True; else
+    the closest one and False (ties keep the smaller eps)."""
     lo, hi = target
     n_ckpt = losses.shape[1]
     finite = losses[np.isfinite(losses)]
@@ -116,17 +124,11 @@ def _choose_eps(
         onset = memorization_suffix(losses, eps=eps, delta=delta)
         frac = float(np.mean((onset >= 0) & (onset < n_ckpt - 1)))
         if lo <= frac <= hi:
-            return eps
+            return eps, True
         gap = lo - frac if frac < lo else frac - hi
         if gap < best_gap:  # strict: ties keep the smaller eps
             best_eps, best_gap = eps, gap
-    warnings.warn(
-        f"domain {domain!r}: no eps on the {grid_step} grid makes {lo:.0%}-{hi:.0%} of its "
-        f"samples memorized before the last checkpoint; using the closest, eps={best_eps}. "
-        "Pass eps= to choose it yourself.",
-        stacklevel=3,
-    )
-    return best_eps
+    return best_eps, False
 
 
 def memorization_onsets(
@@ -156,7 +158,8 @@ def memorization_onsets(
         Loss ceiling; a float, a ``{domain: eps}`` dict, or None to choose it per domain: the
         smallest multiple of ``grid_step`` for which the fraction of the domain's samples
         memorized *before* ``T`` (onset earlier than the last checkpoint) lies in ``target``.
-        When none does, the closest is used with a warning.
+        When none does, the closest is used; the ``eps_source`` column says so, and
+        :func:`memorization_summary` shows it.
     delta
         Allowed distance from the final loss (paper: 0.05).
     target
@@ -169,8 +172,12 @@ def memorization_onsets(
     Returns
     -------
     pl.DataFrame
-        One row per sample: ``sample_id, domain, eps, onset_step, onset_checkpoint, group``;
-        the last three are null for samples never memorized.
+        One row per sample: ``sample_id, domain, eps, onset_step, onset_checkpoint, group,
+        eps_source, before_last``; ``onset_*`` and ``group`` are null for samples never
+        memorized. ``eps_source`` is ``"given"``, ``"calibrated"`` (in the target range) or
+        ``"closest"`` (no grid value reaches the target; the closest one is used);
+        ``before_last`` is True for samples memorized before the last checkpoint, the ones
+        the paper analyzes.
 
     Examples
     --------
@@ -190,7 +197,7 @@ def memorization_onsets(
         raise EmptyInputError(msg)
     if delta < 0:
         msg = f"delta must be >= 0, got {delta}"
-        raise ValueError(msg)
+        raise InputError(msg)
     matrix, ids, labels, steps = _wide(losses, "loss", name="losses")
     dom_of = dict(zip(domains["sample_id"], domains["domain"], strict=True))
     dom = np.array([dom_of[s] for s in ids], dtype=object)
@@ -203,11 +210,12 @@ def memorization_onsets(
             if d not in eps:
                 msg = f"eps has no value for domain {d!r}; it has {sorted(eps)}"
                 raise KeyError(msg)
-            e = float(eps[d])
+            e, source = float(eps[d]), "given"
         elif eps is None:
-            e = _choose_eps(sub, delta=delta, target=target, grid_step=grid_step, domain=d)
+            e, met = _choose_eps(sub, delta=delta, target=target, grid_step=grid_step)
+            source = "calibrated" if met else "closest"
         else:
-            e = float(eps)
+            e, source = float(eps), "given"
         onset = memorization_suffix(sub, eps=e, delta=delta)
         step = [steps[j] if j >= 0 else None for j in onset]
         parts.append(
@@ -219,8 +227,10 @@ def memorization_onsets(
                     "onset_step": step,
                     "onset_checkpoint": [labels[j] if j >= 0 else None for j in onset],
                     "group": [f"Pretrain@{s}" if s is not None else None for s in step],
+                    "eps_source": [source] * len(rows),
+                    "before_last": [0 <= j < len(steps) - 1 for j in onset],
                 },
-                schema=_ONSET_SCHEMA,
+                schema=_ONSET_SCHEMA | _EPS_SOURCE,
             )
         )
     return pl.concat(parts).sort("domain", "sample_id")
@@ -234,7 +244,7 @@ def _domains(ids: pl.Series, samples: pl.DataFrame | None, *, split: str | None)
     for col in ("sample_id", "domain"):
         if col not in samples.columns:
             msg = f"the samples table lacks column {col!r}; it has {samples.columns}"
-            raise ValueError(msg)
+            raise InputError(msg)
     if split is not None and "split" in samples.columns:
         samples = samples.filter(pl.col("split") == split)
     out = samples.select(pl.col("sample_id").cast(pl.String), pl.col("domain").cast(pl.String))
@@ -321,3 +331,170 @@ def group_steps(groups: Sequence[str | None]) -> list[int | None]:
     [120, None, 5]
     """
     return [None if g is None else int(g.rsplit("@", 1)[1]) for g in groups]
+
+
+def _memorization_table(onsets: pl.DataFrame, samples: pl.DataFrame | None) -> pl.DataFrame:
+    control = None
+    if samples is not None and "control" in samples.columns:
+        flagged = samples.filter(pl.col("control").fill_null(False))["sample_id"].cast(pl.String)
+        control = pl.col("sample_id").is_in(flagged.implode())
+    before = (
+        pl.col("before_last")
+        if "before_last" in onsets.columns
+        else pl.col("onset_step").is_not_null()
+    ).fill_null(False)
+    agg = [
+        pl.col("eps").first(),
+        (pl.col("eps_source").first() if "eps_source" in onsets.columns else pl.lit("given")).alias(
+            "eps_source"
+        ),
+        before.sum().alias("memorized"),
+        pl.len().alias("samples"),
+        before.mean().alias("fraction"),
+        pl.col("group").filter(before).n_unique().alias("groups"),
+        pl.col("onset_step").filter(before).min().alias("first_onset"),
+        pl.col("onset_step").filter(before).max().alias("last_onset"),
+    ]
+    if control is not None:
+        agg.append(control.all().alias("control"))
+    table = onsets.group_by("domain").agg(agg).sort("domain")
+    if control is None:
+        table = table.with_columns(control=pl.lit(False))
+    return table.with_columns(pl.col("memorized", "samples", "groups").cast(pl.Int64))
+
+
+@dataclass(frozen=True)
+class MemorizationSummary:
+    """What the memorization rule chose, per domain: shown as text, Markdown or HTML.
+
+    Displaying it in a notebook renders :meth:`to_markdown`; ``print`` gives the same as text.
+    """
+
+    table: pl.DataFrame
+    """One row per domain: ``domain, eps, eps_source, memorized, samples, fraction, groups,
+    first_onset, last_onset, control``."""
+    delta: float | None = None
+    target: tuple[float, float] | None = None
+    grid_step: float | None = None
+
+    def sentences(self) -> list[str]:
+        """One sentence per domain, saying how its eps was chosen and what it memorized."""
+        out = []
+        for row in self.table.iter_rows(named=True):
+            name = f"`{row['domain']}`" + (" (control)" if row["control"] else "")
+            how = {
+                "given": "given",
+                "calibrated": "calibrated into the target range",
+                "closest": "closest to the target: no value on the grid reaches it",
+            }.get(row["eps_source"], row["eps_source"])
+            count = (
+                f"{row['memorized']} of its {row['samples']} training samples "
+                f"({row['fraction']:.0%}) memorized before the last checkpoint"
+            )
+            if row["memorized"]:
+                count += (
+                    f", in {row['groups']} group(s) from step {row['first_onset']} to "
+                    f"{row['last_onset']}"
+                )
+            eps = "–" if row["eps"] is None else f"{row['eps']:g}"
+            out.append(f"{name}: ε = {eps} ({how}); {count}.")
+        return out
+
+    def _header(self) -> str:
+        parts = []
+        if self.delta is not None:
+            parts.append(f"δ = {self.delta:g}")
+        if self.target is not None:
+            lo, hi = self.target
+            grid = f" on a {self.grid_step:g} grid" if self.grid_step else ""
+            parts.append(
+                f"ε chosen per domain{grid} so that {lo:.0%}–{hi:.0%} of its training samples "
+                "are memorized before the last checkpoint, unless given"
+            )
+        rule = "; ".join(parts)
+        return "Memorization" + (f" ({rule})" if rule else "") + ":"
+
+    def to_markdown(self) -> str:
+        """The summary as Markdown: a header line and one bullet per domain."""
+        return "\n".join([self._header(), "", *(f"- {s}" for s in self.sentences())])
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def __str__(self) -> str:
+        return "\n".join([self._header(), *(f"  {s}" for s in self.sentences())]).replace("`", "")
+
+    __repr__ = __str__
+
+
+def memorization_summary(
+    source: Any,
+    samples: pl.DataFrame | None = None,
+    *,
+    eps: float | dict[str, float] | None = None,
+    delta: float = 0.05,
+    target: tuple[float, float] = (0.20, 0.25),
+    grid_step: float = 0.1,
+) -> MemorizationSummary:
+    """What the memorization rule chose per domain: its ε, how, and how many samples qualify.
+
+    :func:`grokviz.analyze` computes its metrics on the samples memorized before the last
+    checkpoint, with ε chosen per domain unless given. This shows that choice: per domain the ε
+    used, whether it was given, calibrated into the target range or only the closest grid value
+    to a target none reaches, how many training samples count as memorized and in how many
+    groups. Display it in a notebook, or ``print`` it.
+
+    Parameters
+    ----------
+    source
+        A trace store (or its folder): the onsets are computed as :func:`grokviz.analyze`
+        computes them with the same ``eps``, ``delta``, ``target`` and ``grid_step``; or a
+        losses table; or the onsets of :func:`memorization_onsets`.
+    samples
+        The samples table (domain, split, optional ``control``); read from the store when
+        ``source`` is one.
+    eps, delta, target, grid_step
+        As for :func:`memorization_onsets`.
+
+    Returns
+    -------
+    MemorizationSummary
+
+    Examples
+    --------
+    >>> summary = memorization_summary(store)
+    >>> summary.table.columns[:5]
+    ['domain', 'eps', 'eps_source', 'memorized', 'samples']
+    >>> print(summary)  # doctest: +ELLIPSIS
+    Memorization (δ = 0.05; ε chosen per domain on a 0.1 grid ...
+      add: ε = ...
+    """
+    if isinstance(source, pl.DataFrame) and "onset_step" in source.columns:
+        onsets = source
+    elif isinstance(source, pl.DataFrame):
+        onsets = memorization_onsets(
+            source, samples, eps=eps, delta=delta, target=target, grid_step=grid_step
+        )
+    else:
+        if isinstance(source, str | Path):
+            from grokviz.store import TraceStore
+
+            source = TraceStore.open(source)
+        samples = source.samples() if samples is None else samples
+        assert samples is not None
+        has_train = "split" not in samples.columns or (samples["split"] == "train").any()
+        onsets = memorization_onsets(
+            source.losses(),
+            samples,
+            eps=eps,
+            delta=delta,
+            target=target,
+            grid_step=grid_step,
+            split="train" if has_train else None,
+        )
+    return MemorizationSummary(
+        _memorization_table(onsets, samples),
+        delta=delta,
+        target=target if eps is None else None,
+        grid_step=grid_step if eps is None else None,
+    )

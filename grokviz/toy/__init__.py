@@ -1,20 +1,20 @@
-"""Tiny OLMoE-architecture runs on modular arithmetic that memorize first and generalize later.
+"""Two toys that grok on a CPU, with the paper's routing regime, and what they share.
 
-A newcomer without a GPU or the model hub sees grokking in minutes::
+A newcomer without a GPU or the model hub sees memorization turn into generalization in minutes::
 
-    python -m grokviz.toy train --out runs/toy     # checkpoints + accuracy tables (or grokviz.toy.train.train)
-    python -m grokviz.toy trace --run runs/toy     # routing + losses into runs/toy/trace
-    python -m grokviz.toy report --run runs/toy    # docs/toy_results.md
+    python -m grokviz.toy train --out runs/toy                  # the arithmetic toy (shipped)
+    python -m grokviz.toy trace --run runs/toy                  # routing + losses -> runs/toy/trace
+    python -m grokviz.toy report --run runs/toy                 # docs/toy_results.md
+    python -m grokviz.toy train --toy lm --out runs/lm --report docs/toy_lm.md
 
-The shipped run lives in ``data/samples/toy``. Modules: :mod:`~grokviz.toy.tasks` (equations,
-tokenizer), :mod:`~grokviz.toy.model` (configs, checkpoints), :mod:`~grokviz.toy.train` (the
-trainer), :mod:`~grokviz.toy.report` (tracing and the written result).
+- :mod:`grokviz.toy.arithmetic`: modular arithmetic, one group per operation plus a
+  random-answer control group; the run shipped in ``data/samples/toy``;
+- :mod:`grokviz.toy.lm`: one-pass pretraining on a generated multi-domain corpus, with
+  random-answer documents as its control;
+- :mod:`grokviz.toy.shared`: the model, training loop, tokenizer, tracing and report pieces
+  both use; :mod:`grokviz.toy.runs` opens, traces and reports a run folder of either kind.
 
-A second toy is closer to the paper's setting: one pass of pretraining over a generated
-multi-domain corpus (``python -m grokviz.toy lm --out runs/lm``): :mod:`~grokviz.toy.corpus`
-(documents and test tasks), :mod:`~grokviz.toy.lm` (the one-pass trainer),
-:mod:`~grokviz.toy.lm_report` (its written result). Both trainers share
-:mod:`~grokviz.toy._loop`. Importing this package does not import torch.
+Importing this package does not import torch.
 """
 
 from __future__ import annotations
@@ -24,22 +24,24 @@ from typing import TYPE_CHECKING
 from grokviz._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "OPERATIONS": "grokviz.toy.tasks",
-    "make_samples": "grokviz.toy.tasks",
-    "make_tokenizer": "grokviz.toy.tasks",
-    "ModelSpec": "grokviz.toy.model",
-    "load_checkpoint": "grokviz.toy.model",
-    "PRESETS": "grokviz.toy.train",
-    "ToyConfig": "grokviz.toy.train",
-    "ToyRun": "grokviz.toy.train",
-    "trace_run": "grokviz.toy.report",
-    "write_report": "grokviz.toy.report",
-    "make_corpus": "grokviz.toy.corpus",
-    "LMConfig": "grokviz.toy.lm",
-    "LMRun": "grokviz.toy.lm",
-    "train_lm": "grokviz.toy.lm",
-    "trace_lm": "grokviz.toy.lm",
-    "write_lm_report": "grokviz.toy.lm_report",
+    "OPERATIONS": "grokviz.toy.arithmetic.tasks",
+    "make_samples": "grokviz.toy.arithmetic.tasks",
+    "make_tokenizer": "grokviz.toy.arithmetic.tasks",
+    "PRESETS": "grokviz.toy.arithmetic.train",
+    "ToyConfig": "grokviz.toy.arithmetic.train",
+    "ToyRun": "grokviz.toy.arithmetic.train",
+    "train": "grokviz.toy.arithmetic.train",
+    "write_report": "grokviz.toy.arithmetic.report",
+    "make_corpus": "grokviz.toy.lm.corpus",
+    "LMConfig": "grokviz.toy.lm.train",
+    "LMRun": "grokviz.toy.lm.train",
+    "train_lm": "grokviz.toy.lm.train",
+    "write_lm_report": "grokviz.toy.lm.report",
+    "ModelSpec": "grokviz.toy.shared.model",
+    "load_checkpoint": "grokviz.toy.shared.model",
+    "open_run": "grokviz.toy.runs",
+    "trace_run": "grokviz.toy.runs",
+    "write_run_report": "grokviz.toy.runs",
 }
 
 __all__ = [
@@ -54,21 +56,24 @@ __all__ = [
     "make_corpus",
     "make_samples",
     "make_tokenizer",
-    "trace_lm",
+    "open_run",
     "trace_run",
+    "train",
     "train_lm",
     "write_lm_report",
     "write_report",
+    "write_run_report",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from grokviz.toy.corpus import make_corpus
-    from grokviz.toy.lm import LMConfig, LMRun, trace_lm, train_lm
-    from grokviz.toy.lm_report import write_lm_report
-    from grokviz.toy.model import ModelSpec, load_checkpoint
-    from grokviz.toy.report import trace_run, write_report
-    from grokviz.toy.tasks import OPERATIONS, make_samples, make_tokenizer
-    from grokviz.toy.train import PRESETS, ToyConfig, ToyRun
+    from grokviz.toy.arithmetic.report import write_report
+    from grokviz.toy.arithmetic.tasks import OPERATIONS, make_samples, make_tokenizer
+    from grokviz.toy.arithmetic.train import PRESETS, ToyConfig, ToyRun, train
+    from grokviz.toy.lm.corpus import make_corpus
+    from grokviz.toy.lm.report import write_lm_report
+    from grokviz.toy.lm.train import LMConfig, LMRun, train_lm
+    from grokviz.toy.runs import open_run, trace_run, write_run_report
+    from grokviz.toy.shared.model import ModelSpec, load_checkpoint
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

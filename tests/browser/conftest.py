@@ -41,6 +41,11 @@ TOY_RUN: dict[str, Any] = json.loads((SAMPLE_DATA / "toy" / "run.json").read_tex
 TOY_CHECKPOINTS: tuple[str, ...] = tuple(TOY_RUN["checkpoints"])
 TOY_STEPS: tuple[int, ...] = tuple(int(c.split("-")[1]) for c in TOY_CHECKPOINTS)
 TOY_OPERATIONS: tuple[str, ...] = tuple(TOY_RUN["config"]["operations"])
+#: The checkpoints whose weights are shipped (the trace has all of TOY_CHECKPOINTS; the weights of
+#: a few of them keep the sample data small).
+TOY_WEIGHTS: tuple[str, ...] = tuple(
+    sorted(p.name for p in (SAMPLE_DATA / "toy" / "checkpoints").glob("step-*[0-9]"))
+)
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 #: Settings that keep the chrome quiet and offline; ``--host-resolver-rules`` is a second net under
 #: the request router: even a request that slipped past it could not resolve a public host.
