@@ -205,6 +205,8 @@ class LiveMetrics:
         """Every processed observation by checkpoint label."""
         self._history = _History()
         self._samples: pl.DataFrame | None = None
+        self._n_stored = -1
+        self._ids: list[str] = []
         self._subscribers: list[Callable[[Observation], None]] = []
         self._metric_frames: list[pl.DataFrame] = []
         self._memorization_frames: list[pl.DataFrame] = []
@@ -309,20 +311,28 @@ class LiveMetrics:
     # -- one observation ------------------------------------------------------------------------
 
     def _probe_samples(self, store: Any) -> pl.DataFrame:
-        if self._samples is None or self._samples.height != store.manifest["n_samples"]:
-            self._samples = store.samples()
-            self._history = self._realigned(self._samples)
+        if self._n_stored != store.manifest["n_samples"]:
+            self._n_stored = store.manifest["n_samples"]
+            samples = store.samples()
+            # training samples only, as analyze() judges memorization (a monitor's store holds
+            # nothing else; a store of `grokviz trace` may hold test samples too)
+            if (samples["split"] == "train").any():
+                samples = samples.filter(pl.col("split") == "train")
+            self._samples = samples
+            self._history = self._realigned(samples)
+        assert self._samples is not None
         return self._samples
 
     def _realigned(self, samples: pl.DataFrame) -> _History:
         """The history with rows for samples added to the store since (NaN where not traced)."""
-        n = samples.height
+        old = {sid: i for i, sid in enumerate(self._ids)}
+        self._ids = samples["sample_id"].to_list()
+        rows = np.array([old.get(sid, -1) for sid in self._ids], dtype=np.int64)
         history = _History()
         for label, step, losses in zip(
             self._history.labels, self._history.steps, self._history.losses, strict=True
         ):
-            grown = np.full(n, np.nan)
-            grown[: losses.shape[0]] = losses
+            grown = np.where(rows >= 0, losses[np.maximum(rows, 0)], np.nan)
             history.add(label, step, grown)
         return history
 
