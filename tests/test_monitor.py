@@ -54,7 +54,7 @@ def test_probe_set_draws_per_domain_deterministically_whatever_the_row_order() -
 
 def test_probe_set_refuses_test_data_and_too_small_sets() -> None:
     samples = _samples(6).with_columns(split=pl.Series(["train"] * 5 + ["test"]))
-    with pytest.raises(InputError, match="not training samples.*without test data"):
+    with pytest.raises(InputError, match=r"not training samples.*without test data"):
         probe_set(samples)
     with pytest.raises(InputError, match="at least 2"):
         probe_set(_samples(6), per_domain=1)
@@ -192,9 +192,8 @@ def test_training_with_the_monitor_is_bit_identical_to_training_without(tmp_path
 
     def train(tmp: Path | None, *, eval_forward: bool = False) -> tuple[dict, torch.Tensor]:
         torch.manual_seed(0)
-        model = tiny_moe(
-            "mixtral", seed=1, router_jitter_noise=0.2, attention_dropout=0.2
-        ).train()
+        model = tiny_moe("mixtral", seed=1, router_jitter_noise=0.2, attention_dropout=0.2).train()
+
         def draw_in_eval(module: Any, args: Any, out: Any) -> None:
             if not module.training:
                 torch.rand(7)
@@ -270,7 +269,9 @@ def test_a_step_already_stored_with_other_weights_is_skipped_with_a_warning(
 ) -> None:
     _monitor(tmp_path).observe(tiny_moe(seed=0), 5)
     monitor = _monitor(tmp_path, on_error="warn")
-    with pytest.warns(UserWarning, match="step 5 is already in the monitor's store.*other weights"):
+    with pytest.warns(
+        UserWarning, match=r"step 5 is already in the monitor's store.*other weights"
+    ):
         assert monitor.observe(tiny_moe(seed=1), 5) is None
     strict = _monitor(tmp_path)
     with pytest.raises(StoreMismatchError, match="new run a new store"):

@@ -12,10 +12,10 @@ from typing import Any
 import polars as pl
 import pytest
 import torch
+from _logged import mlflow_metrics, tensorboard_scalars, wandb_history
 
 from grokviz.monitor import Monitor, OnlineCriterion
 from grokviz.testing import char_tokenizer, tiny_moe, tiny_samples
-from _logged import mlflow_metrics, tensorboard_scalars, wandb_history
 
 EVERY = 3
 STEPS = 7
@@ -116,9 +116,7 @@ def test_trainer_metrics_reach_tensorboard_wandb_and_mlflow_and_weights_stay_the
     wandb.finish()  # the Trainer leaves its W&B run open; finishing it flushes the run file
     steps = _expected_steps()
     assert monitor.store.checkpoints()["step"].to_list() == steps
-    expected = {
-        step: monitor.live.observations[f"step-{step:06d}"].scalars() for step in steps
-    }
+    expected = {step: monitor.live.observations[f"step-{step:06d}"].scalars() for step in steps}
     key = "grokviz/probe/distance"
     want = {step: expected[step][key] for step in steps}
 

@@ -25,9 +25,7 @@ def _reference(losses: list[float], *, eps: float, delta: float, window: int) ->
     latest = losses[-1]
     onset = -1
     for start in range(n):  # the earliest start from which every observation qualifies
-        if all(
-            not math.isnan(v) and v <= eps and abs(v - latest) <= delta for v in losses[start:]
-        ):
+        if all(not math.isnan(v) and v <= eps and abs(v - latest) <= delta for v in losses[start:]):
             onset = start
             break
     return onset >= 0 and n - onset >= window, onset

@@ -42,7 +42,19 @@ _EXPORTS: dict[str, str] = {
     "watch": "grokviz.monitor._watch",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_EVERY",
+    "DEFAULT_PER_DOMAIN",
+    "LightningCallback",
+    "LiveMetrics",
+    "Monitor",
+    "Observation",
+    "OnlineCriterion",
+    "TransformersCallback",
+    "Watcher",
+    "probe_set",
+    "watch",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from grokviz.monitor._lightning import LightningCallback

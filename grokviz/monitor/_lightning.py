@@ -24,7 +24,7 @@ from grokviz.monitor._monitor import Monitor
 try:
     from lightning.pytorch import Callback
 except ModuleNotFoundError:  # pragma: no cover - the standalone package of older Lightning
-    from pytorch_lightning import Callback
+    from pytorch_lightning import Callback  # type: ignore[assignment]
 
 __all__ = ["LightningCallback"]
 
@@ -48,7 +48,7 @@ def _find_moe(module: Any) -> Any:
     raise NotMoEError(msg)
 
 
-class LightningCallback(Callback):  # type: ignore[misc]
+class LightningCallback(Callback):
     """A Lightning callback that runs a :class:`~grokviz.monitor.Monitor`.
 
     Parameters

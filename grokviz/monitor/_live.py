@@ -31,7 +31,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -162,12 +162,25 @@ class LiveMetrics:
 
     Examples
     --------
-    >>> live = LiveMetrics("data/samples/toy/trace", criterion=OnlineCriterion(eps=0.5))
-    >>> new = live.update()
-    >>> len(new) == store.checkpoints().height  # every complete checkpoint, in step order
+    A monitor writes a store (here in this process; it could be another one):
+
+    >>> import tempfile
+    >>> from grokviz.monitor import Monitor
+    >>> from grokviz.testing import char_tokenizer, tiny_moe, tiny_samples
+    >>> monitor = Monitor(tiny_samples(6), tempfile.mkdtemp() + "/live", tokenizer=char_tokenizer(),
+    ...                   every=1)
+    >>> for step in range(3):
+    ...     _ = monitor.observe(tiny_moe(), step)
+
+    A view follows it:
+
+    >>> live = LiveMetrics(monitor.path, criterion=OnlineCriterion(eps=5.0, window=2))
+    >>> [observation.step for observation in live.update()]  # every complete checkpoint
+    [0, 1, 2]
+    >>> live.update()  # nothing new since
+    []
+    >>> live.memorization.filter(pl.col("step") == 2)["memorized"].all()  # stable, below eps
     True
-    >>> sorted(set(live.metrics["group"]) & {"probe", "memorized"})
-    ['memorized', 'probe']
     """
 
     def __init__(
@@ -354,10 +367,7 @@ class LiveMetrics:
         if "nonfinite" in losses.columns:
             bad = set(losses.filter(pl.col("nonfinite").fill_null(False))["sample_id"])
         vector = np.array(
-            [
-                np.nan if s in bad or loss_of.get(s) is None else float(loss_of[s])  # type: ignore[arg-type]
-                for s in ids
-            ]
+            [np.nan if s in bad or loss_of.get(s) is None else float(loss_of[s]) for s in ids]
         )
         at = self._history.add(label, step, vector)
         state = self.criterion.evaluate(self._history.matrix(at), samples["domain"].to_list())
@@ -454,7 +464,9 @@ class LiveMetrics:
         kwargs["eps"] = 1.0
         if "replicates" in inspect.signature(analyze).parameters:
             kwargs["replicates"] = 0
-        return analyze(view, memorized_only=False, groups=list(groups), progress=False, **kwargs)
+        return analyze(
+            view, memorized_only=False, groups=cast(Any, list(groups)), progress=False, **kwargs
+        )
 
 
 def _prefixed(frame: pl.DataFrame, name: str) -> pl.DataFrame:

@@ -184,7 +184,7 @@ class Monitor:
         start = time.perf_counter()
         try:
             observation = self._observe(model, step, tokens, known)
-        except Exception as exc:  # noqa: BLE001 - "warn" promises that training goes on
+        except Exception as exc:
             if self.on_error == "raise":
                 raise
             self._failed(step, exc)

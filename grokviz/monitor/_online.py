@@ -40,7 +40,10 @@ Examples
 >>> losses = np.array([[3.0, 0.5, 0.48, 0.47], [3.0, 2.0, 0.5, 0.1]])
 >>> state = OnlineCriterion(eps=1.0, window=2).evaluate(losses, ["a", "a"])
 >>> state.memorized.tolist(), state.onset.tolist()  # onset: an observation index, -1 for none
-([True, False], [1, -1])
+([True, False], [1, 3])
+
+The second sample's loss has only just dropped below ``eps``: it has an onset, at the latest
+observation, but the rule has not held for ``window`` observations yet.
 """
 
 from __future__ import annotations

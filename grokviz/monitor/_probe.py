@@ -87,9 +87,7 @@ def probe_set(
     # Order each domain by a seeded SHA-256 of the sample id (not polars' hash, which may change
     # between versions), so the draw depends neither on the table's order nor on the library,
     # and a sample added later does not change which others are drawn.
-    keys = [
-        hashlib.sha256(f"{seed}\x1f{sid}".encode()).hexdigest() for sid in frame["sample_id"]
-    ]
+    keys = [hashlib.sha256(f"{seed}\x1f{sid}".encode()).hexdigest() for sid in frame["sample_id"]]
     indexed = frame.with_row_index("_row").with_columns(_key=pl.Series(keys, dtype=pl.String()))
     chosen = (
         indexed.sort("_key")

@@ -25,7 +25,7 @@ from grokviz.monitor._monitor import Monitor
 __all__ = ["TransformersCallback"]
 
 
-class TransformersCallback(TrainerCallback):  # type: ignore[misc]
+class TransformersCallback(TrainerCallback):
     """A :class:`transformers.TrainerCallback` that runs a :class:`~grokviz.monitor.Monitor`.
 
     Parameters

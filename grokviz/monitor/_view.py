@@ -11,6 +11,7 @@ group names (the ``domain`` column is what ``analyze`` groups by).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
 import numpy as np
 import polars as pl
 

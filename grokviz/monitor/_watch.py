@@ -270,6 +270,7 @@ class Watcher:
         self._seen: dict[str, _Seen] = {}
         self._done: set[str] = set()
         self._checked = False
+        self.live.update()  # what the store holds already continues the series, not "new"
 
     # -- finding checkpoints ----------------------------------------------------------------------
 
@@ -292,7 +293,11 @@ class Watcher:
         if store is None:
             return
         entries = store.manifest["checkpoints"]
-        complete = set(store.checkpoints().filter(pl.col("parts_done") == pl.col("parts_total"))["checkpoint"].to_list())
+        complete = set(
+            store.checkpoints()
+            .filter(pl.col("parts_done") == pl.col("parts_total"))["checkpoint"]
+            .to_list()
+        )
         for step, path in self._candidates():
             entry = entries.get(path.name)
             if entry is None or path.name not in complete:
@@ -346,7 +351,9 @@ class Watcher:
         for checkpoint in self.ready():
             name = checkpoint.label
             try:
-                grokviz.trace(checkpoint, self.probe, self.path, progress=False, **self._trace_kwargs)
+                grokviz.trace(
+                    checkpoint, self.probe, self.path, progress=False, **self._trace_kwargs
+                )
             except (CheckpointNotFoundError, FileNotFoundError) as exc:
                 if not Path(checkpoint.source).exists():
                     warnings.warn(
@@ -449,5 +456,3 @@ def watch(
     """
     watcher = Watcher(folder, samples, store, **kwargs)
     yield from watcher.iter(interval=interval, once=once, until=until)
-
-
