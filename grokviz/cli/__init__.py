@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pathway metrics of a trace store, optionally against accuracy",
     ),
     "toy": ("grokviz.toy.__main__", "train and inspect the tiny OLMoE toy runs that grok on a CPU"),
+    "report": ("grokviz.cli._report", "one standalone offline HTML page of a trace, for sharing"),
 }
 
 

@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Palette": "grokviz.widgets.palette",
     "link": "grokviz.widgets._links",
     "write_html": "grokviz.widgets._base",
+    "write_report": "grokviz.widgets.report",
 }
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Timeline",
     "link",
     "write_html",
+    "write_report",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from grokviz.widgets._links import link
     from grokviz.widgets.explorer import Explorer
     from grokviz.widgets.palette import Palette
+    from grokviz.widgets.report import write_report
     from grokviz.widgets.pathway_diagram import PathwayDiagram
     from grokviz.widgets.similarity_matrix import SimilarityMatrix
     from grokviz.widgets.timeline import Timeline

@@ -70,6 +70,9 @@ class GrokvizWidget(anywidget.AnyWidget):
             raise TypeError(msg)
         groups = self._palette_groups or []
         self._palette_obj = chosen.covering(groups)
+        if hasattr(self, "_given_palette"):
+            # Later data (a new checkpoint, an update) keeps this palette, not the first one.
+            self._given_palette = self._palette_obj
         self._palette = self._palette_obj.to_json()
 
     def _use_palette(
@@ -191,9 +194,13 @@ def _exported(widgets: Sequence[Any]) -> list[Any]:
         if isinstance(widget, GrokvizWidget):
             todo.extend(widget._export_children())
         todo.extend(getattr(widget, "children", ()) or ())
+    from ipywidgets import Widget
+
     out = list(seen.values())
     for widget in list(out):
         for item in getattr(widget, "_grokviz_links", None) or []:
+            if not isinstance(item, Widget):
+                continue  # a kernel-side traitlets.link: nothing to export
             source = getattr(item, "source", None)
             target = getattr(item, "target", None)
             if (
@@ -234,6 +241,7 @@ def html_page(
         # Only these widgets, what they reference and show, not every widget in the kernel.
         state=dependency_state(exported, drop_defaults=False),
         drop_defaults=False,
+        indent=None,
         requirejs=False,
         embed_url=_PLACEHOLDER,
         cors=False,
@@ -255,7 +263,9 @@ def html_page(
     style = (
         "body{margin:0 auto;max-width:1200px;padding:16px 20px;font:14px system-ui,sans-serif;"
         "background:#fff;color:#212121}@media (prefers-color-scheme: dark){body{background:#111;"
-        "color:#e6e6e6}}.grokviz-page-view{margin:12px 0 24px}"
+        "color:#e6e6e6}body{--jp-layout-color0:#111111;--jp-ui-font-color0:#e6e6e6;"
+        "--jp-ui-font-color2:#a0a0a0;--jp-border-color2:#333333}}"
+        ".grokviz-page-view{margin:12px 0 24px}"
     )
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="UTF-8">\n'

@@ -143,12 +143,13 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
   }
 
   function layout(): { width: number; height: number } {
-    const width = fitWidth(model.get("width"), ui.width, 760, 320);
+    const width = fitWidth(model.get("width"), ui.width, 760, 240);
     const routes = model.get("height") ?? autoHeight(data.nExperts);
     const strip = bundled() && data.nLayers > 0;
     const cmp = compareIndex();
     const panelHeight = routes + (strip ? STRIP.height + STRIP.gap : 0) + (cmp != null ? TITLE_ROOM : 0);
-    const side = cmp != null && width >= 720;
+    // Side by side while each panel keeps room for its layers, else one above the other.
+    const side = cmp != null && width >= 2 * Math.max(300, 36 * data.nLayers) + 16;
     const stacked = cmp != null && !side;
     const height = stacked ? 2 * panelHeight + 12 : panelHeight;
     base.resize(width, height);
@@ -340,6 +341,20 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     }
     ui.root.dataset.drawCount = String(Number(ui.root.dataset.drawCount ?? 0) + 1);
     ui.root.dataset.checkpoint = names()[nearest()] ?? "";
+    // Where each panel draws (tests and notebooks can point at an expert without guessing).
+    ui.root.dataset.layout = JSON.stringify(
+      panels.map(({ p, checkpoint }) => ({
+        checkpoint: names()[checkpoint()] ?? "",
+        x0: p.x(0),
+        xStep: p.x.step,
+        y0: p.y(0),
+        yStep: p.y.step,
+        left: p.left,
+        top: p.top,
+        width: p.width,
+        height: p.height,
+      })),
+    );
   }
 
   function schedule(): void {

@@ -80,7 +80,7 @@ export function render({ model, el }: { model: TimelineModel; el: HTMLElement })
   const fade = (g: number): number => (hoverGroup == null || hoverGroup === groupName(g) ? 1 : 0.15);
 
   function layout(): void {
-    const width = fitWidth(model.get("width"), ui.width, 640, 360);
+    const width = fitWidth(model.get("width"), ui.width, 640, 240);
     const rh = Math.max(60, Number(model.get("row_height") ?? 110));
     let top = MARGIN.top;
     boxes = data.rows.map((row, r) => {
@@ -213,6 +213,10 @@ export function render({ model, el }: { model: TimelineModel; el: HTMLElement })
       stamp([ui.root, el], "renderMs", now() - started);
     }
     ui.root.dataset.checkpoint = model.get("checkpoint") ?? "";
+    ui.root.dataset.layout = JSON.stringify({
+      x: { domain: x.domain, range: x.range },
+      rows: boxes.map((b) => ({ top: b.top, height: b.height })),
+    });
   }
 
   function drawOverlay(): void {
