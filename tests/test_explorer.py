@@ -262,24 +262,21 @@ def _record_messages(widget: ipywidgets.Widget) -> list[set[str]]:
 
 
 def test_each_batch_reaches_the_browser_as_one_message_per_widget(series: Path) -> None:
-    """The progress bar, the new views and every view's data move together, batch by batch."""
+    """The progress bar and every view's data move together, batch by batch: one message each."""
     explorer = Explorer(str(series), SAMPLES, batch_size=1)
+    diagram, matrix = explorer.views  # made with the Explorer, empty, updated from then on
+    explorer.selected_samples = ["m1", "c1"]  # linked to the diagram's selection
     sent = _record_messages(explorer)
-    explorer.selected_samples = ["m1", "c1"]
+    to_diagram, to_matrix = _record_messages(diagram), _record_messages(matrix)
     explorer.trace().join(120)  # type: ignore[union-attr]
     assert explorer.messages == []
-    batches = [keys for keys in sent if "progress" in keys][1:]  # after the start
-    assert len(batches) == 2, sent
-    # The first batch builds the views: its progress and the views to show arrive together.
-    assert {"progress", "_views"} <= batches[0], batches
-    diagram, matrix = explorer.views
-    explorer.selected_samples = ["m1", "c1", "m2", "c2"]  # linked to the diagram's selection
-    to_diagram, to_matrix = _record_messages(diagram), _record_messages(matrix)
-    explorer.trace().join(120)  # type: ignore[union-attr]  # two more batches, in place
     assert explorer.views == [diagram, matrix]
+    batches = [keys for keys in sent if "progress" in keys][1:]  # after the start
+    assert len(batches) == 2, sent  # [done, total] in one trait, one message per batch
     # One message per view per batch, carrying everything that batch changed.
     assert len(to_diagram) == 2 and all({"_paths", "_samples"} <= keys for keys in to_diagram)
     assert len(to_matrix) == 2 and all({"_matrices", "_samples"} <= keys for keys in to_matrix)
+    assert {"checkpoints", "checkpoint", "_n_layers"} <= to_diagram[0]  # its first data
 
 
 def test_default_views_are_the_pathway_diagram_and_the_similarity_matrix(series: Path) -> None:
@@ -371,28 +368,38 @@ def test_default_views_update_in_place_while_a_trace_streams(series: Path) -> No
     assert sorted(diagram.selected_samples) == ["c2", "m3"]
 
 
-def test_switching_checkpoint_rebuilds_the_views(series: Path) -> None:
+def test_the_default_views_stay_across_checkpoints_and_keep_their_settings(series: Path) -> None:
     explorer = Explorer(str(series), SAMPLES)
+    views = list(explorer.views)
+    diagram, matrix = views
+    assert diagram.checkpoints == [] and matrix._n == 0  # made empty, before any trace
+    assert explorer._views == [f"anywidget:{v.model_id}" for v in views]
     explorer.selected_samples = ["m1", "c1"]
     explorer.trace().join(120)  # type: ignore[union-attr]
-    first = list(explorer.views)
-    first[0].mode = "tokens"
+    diagram.mode = "tokens"
+    diagram.compare = None
     explorer.checkpoint = "step-000100"
-    assert explorer.views == []  # nothing traced here yet: the placeholder
-    assert all(view.comm is None for view in first)  # the old views were closed
+    assert explorer.views == views  # the same widgets, now empty: nothing traced here yet
+    assert diagram.checkpoints == [] and diagram.sample_ids == [] and matrix._n == 0
+    assert diagram.mode == "tokens"  # the user's settings stay
     explorer.selected_samples = ["m1"]
     explorer.trace().join(120)  # type: ignore[union-attr]
-    second = list(explorer.views)
-    assert len(second) == 2 and not {id(v) for v in second} & {id(v) for v in first}
-    assert second[0].checkpoints == ["step-000100"]
-    assert second[0].mode == "samples"  # a new view, with its defaults
-    second[0].mode = "tokens"
+    assert explorer.views == views and diagram.checkpoints == ["step-000100"]
+    assert diagram.sample_ids == ["m1"] and diagram.mode == "tokens"
+    explorer.checkpoint = "step-000200"  # back: refilled from the rows kept
+    assert explorer.views == views
+    assert diagram.checkpoints == ["step-000200"]
+    assert sorted(diagram.sample_ids) == ["c1", "m1"] and matrix.distances().shape == (2, 2)
+    assert all(view.comm is not None for view in views)  # never closed
+
+
+def test_a_custom_view_factory_is_rebuilt_when_the_checkpoint_changes(series: Path) -> None:
+    explorer, made = _explorer(series)
     explorer.selected_samples = ["m1", "c1"]
     explorer.trace().join(120)  # type: ignore[union-attr]
-    assert explorer.views == second  # same checkpoint: updated in place
-    assert second[0].mode == "tokens" and sorted(second[0].sample_ids) == ["c1", "m1"]
-    explorer.checkpoint = "step-000200"  # back: rebuilt from the rows kept
-    third = list(explorer.views)
-    assert not {id(v) for v in third} & {id(v) for v in first + second}
-    assert third[0].checkpoints == ["step-000200"]
-    assert sorted(third[0].sample_ids) == ["c1", "m1"]
+    first = made.last
+    explorer.checkpoint = "step-000100"
+    assert explorer.views == [] and first.comm is None  # nothing traced here: closed, none shown
+    explorer.checkpoint = "step-000200"
+    assert explorer.views == [made.last] and made.last is not first
+    assert made.last.routing.height == 4

@@ -45,8 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from grokviz.widgets._links import link
     from grokviz.widgets.explorer import Explorer
     from grokviz.widgets.palette import Palette
-    from grokviz.widgets.report import write_report
     from grokviz.widgets.pathway_diagram import PathwayDiagram
+    from grokviz.widgets.report import write_report
     from grokviz.widgets.similarity_matrix import SimilarityMatrix
     from grokviz.widgets.timeline import Timeline
 

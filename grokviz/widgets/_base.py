@@ -51,6 +51,8 @@ class GrokvizWidget(anywidget.AnyWidget):
     _palette_groups: list[str] | None = None
     _palette_source = "groups"
     _palette_obj: Palette | None = None
+    # The palette the view was given (or linked to since), kept when later data arrives.
+    _given_palette: Palette | Sequence[str] | None = None
 
     @property
     def palette(self) -> Palette:

@@ -38,8 +38,8 @@ class PathwayLink:
         if self._busy:
             return
         owner = change["owner"]
-        if owner.tau is None and owner.top_k is None:
-            return  # mid-update of the owner itself (it clears one before setting the other)
+        if (owner.tau is None) == (owner.top_k is None):
+            return  # mid-update of the owner itself (it changes one, then the other)
         self._busy = True
         try:
             for view in self.views:

@@ -74,13 +74,14 @@ class Explorer(GrokvizWidget):
         A ``schema.SAMPLES`` table (sample_id, text, domain, split), polars, pandas or pyarrow.
     make_views
         Builds the views from the current checkpoint's traced data, called as
-        ``make_views(routing, token_routing, samples)``; returns a list of widgets. Default: a
-        ``PathwayDiagram`` and a ``SimilarityMatrix``. It is called for the first batch of a
-        checkpoint and when the checkpoint changes; later batches go to each view's
-        ``update(routing, samples=..., token_routing=...)`` (as the default views have), so the
-        views keep their settings. Views without ``update`` are built anew after every batch.
-        A view's ``selected_samples`` is linked to the Explorer's, and clicking a
-        ``selected_pair`` selects those two samples.
+        ``make_views(routing, token_routing, samples)``; returns a list of widgets. It is called
+        for the first batch of a checkpoint and when the checkpoint changes; later batches go to
+        each view's ``update(routing, samples=..., token_routing=...)``. Views without ``update``
+        are built anew after every batch. Default: a ``PathwayDiagram`` and a
+        ``SimilarityMatrix``, made once (empty) with the Explorer and updated from then on, for
+        every checkpoint, so they keep the user's settings (and work in marimo, which cannot
+        create widgets from a background trace). A view's ``selected_samples`` is linked to the
+        Explorer's, and clicking a ``selected_pair`` selects those two samples.
     batch_size, max_length, device
         Passed to :func:`grokviz.iter_trace`.
 
@@ -151,6 +152,11 @@ class Explorer(GrokvizWidget):
         """list: the views showing the current checkpoint's traced samples (updated as they come)."""
         self._views_key: tuple[str, str] | None = None  # the (source, label) the views show
         self._links: list[traitlets.link] = []
+        # The default views are made now, empty, and only ever updated: a notebook front end such
+        # as marimo can create widgets only while a cell runs, not later from the trace thread.
+        self._lasting = make_views is None
+        if self._lasting:
+            self._show(empty_views(self._samples))
         self._filter()
         if source:
             self.source = source
@@ -374,6 +380,23 @@ class Explorer(GrokvizWidget):
         key = self._key()
         routing = self.current_routing()
         tokens = self._table(2, "TOKEN_ROUTING", key) if routing.height else None
+        if self._lasting:
+            try:
+                for view in self.views:
+                    if routing.height:
+                        assert tokens is not None
+                        view.update(
+                            routing,
+                            samples=self._samples,
+                            token_routing=tokens if tokens.height else None,
+                        )
+                    else:
+                        view.clear()
+            except Exception as exc:
+                logger.exception("updating the views failed")
+                self._error(f"cannot draw the traced samples: {type(exc).__name__}: {exc}")
+            self._views_key = key
+            return
         if (
             routing.height
             and self.views
@@ -400,6 +423,15 @@ class Explorer(GrokvizWidget):
                 logger.exception("building the views failed")
                 self._error(f"cannot draw the traced samples: {type(exc).__name__}: {exc}")
         old = self.views
+        self._show(views)
+        self._views_key = key if views else None
+        for view in old:
+            if "selected_pair" in view.traits():
+                view.unobserve(self._on_pair, names="selected_pair")
+            view.close()
+
+    def _show(self, views: list[Any]) -> None:
+        """Show ``views`` (linking their selections to the Explorer's) instead of the old ones."""
         for link in self._links:
             link.unlink()
         self._links.clear()
@@ -412,14 +444,9 @@ class Explorer(GrokvizWidget):
             if "selected_pair" in traits:
                 view.observe(self._on_pair, names="selected_pair")
         self.views = views
-        self._views_key = key if views else None
         self._views = [
             f"{_REF}{view.model_id}" for view in views if getattr(view, "model_id", None)
         ]
-        for view in old:
-            if "selected_pair" in view.traits():
-                view.unobserve(self._on_pair, names="selected_pair")
-            view.close()
 
     def _export_children(self) -> list[Any]:
         return list(self.views)
@@ -431,6 +458,22 @@ class Explorer(GrokvizWidget):
     def _error(self, message: str) -> None:
         """Show ``message`` in red under the controls."""
         self.errors = [*self.errors, message]
+
+
+def empty_views(samples: pl.DataFrame) -> list[Any]:
+    """The Explorer's own views before anything is traced: an empty diagram and matrix.
+
+    They share one palette (from every domain of ``samples``) and fit the Explorer's width.
+    """
+    from grokviz.widgets.palette import Palette
+    from grokviz.widgets.pathway_diagram import PathwayDiagram
+    from grokviz.widgets.similarity_matrix import SimilarityMatrix
+
+    palette = Palette.from_samples(samples) if samples.height else None
+    return [
+        PathwayDiagram.empty(samples=samples, palette=palette),
+        SimilarityMatrix.empty(samples=samples, palette=palette),
+    ]
 
 
 def default_views(

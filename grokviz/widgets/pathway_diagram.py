@@ -221,6 +221,65 @@ class PathwayDiagram(GrokvizWidget):
                 self.token_sample = _first_token_sample(self._token_frame)
             self._send_tokens()
 
+    @classmethod
+    def empty(
+        cls,
+        *,
+        samples: Any = None,
+        color_by: str = "domain",
+        palette: Palette | list[str] | None = None,
+        tau: float | None = 0.7,
+        top_k: int | None = None,
+        **kwargs: Any,
+    ) -> PathwayDiagram:
+        """A diagram with nothing to draw yet (it says so); :meth:`update` gives it data.
+
+        For views made before their data exists, as the Explorer's are (marimo can create
+        widgets only while a cell runs, not later from a trace running in the background).
+
+        Examples
+        --------
+        >>> diagram = PathwayDiagram.empty(samples=samples)  # doctest: +SKIP
+        >>> diagram.update(routing, samples=samples)  # doctest: +SKIP
+        """
+        self = cls.__new__(cls)
+        GrokvizWidget.__init__(self, **kwargs)
+        self._given_palette = palette
+        self._export_all = False
+        self._samples_frame = samples
+        self._reset()
+        with self.hold_sync():
+            self.top_k = top_k
+            self.tau = None if top_k is not None else tau
+            self.color_by = color_by
+            self._send_samples()
+        return self
+
+    def _reset(self) -> None:
+        """Forget the data: nothing loaded, nothing cached."""
+        self._loaded = ()
+        self._routing = pl.DataFrame(schema=schema.ROUTING)
+        self._sample_ids = []
+        self._weights = {}
+        self._rows = {}
+        self._token_frame = None
+
+    def clear(self) -> None:
+        """Draw nothing again (keeping the settings), until the next :meth:`update`."""
+        self._reset()
+        with self.hold_sync():
+            self.set_trait("checkpoints", [])
+            self.checkpoint = None
+            self.compare = None
+            self.token_sample = None
+            self.selected_token = None
+            self._send_samples()
+            self._paths = b""
+            self._tokens = b""
+            self._token_routes = b""
+            self._n_layers = 0
+            self._n_experts = 0
+
     def update(
         self,
         routing: Any,
@@ -275,7 +334,7 @@ class PathwayDiagram(GrokvizWidget):
         compare = self.compare if self.compare in names else None
         token_sample, token = None, None
         if tokens is not None:
-            have = tokens.filter(pl.col("sample_id") == self.token_sample)
+            have = tokens.filter(pl.col("sample_id") == (self.token_sample or ""))
             token_sample = self.token_sample if have.height else _first_token_sample(tokens)
             kept = token_sample == self.token_sample
             if kept and self.selected_token in set(have["token_index"].to_list()):

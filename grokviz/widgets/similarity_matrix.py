@@ -229,6 +229,57 @@ class SimilarityMatrix(GrokvizWidget):
             self._live = True
             self._send_data()
 
+    @classmethod
+    def empty(
+        cls,
+        *,
+        samples: Any = None,
+        color_by: str = "domain",
+        palette: Palette | list[str] | None = None,
+        tau: float | None = 0.7,
+        top_k: int | None = None,
+        color_range: str | tuple[float, float] = "fixed",
+        **kwargs: Any,
+    ) -> SimilarityMatrix:
+        """A matrix with nothing to compare yet (it says so); :meth:`update` gives it data.
+
+        For views made before their data exists, as the Explorer's are.
+
+        Examples
+        --------
+        >>> matrix = SimilarityMatrix.empty(samples=samples)  # doctest: +SKIP
+        """
+        self = cls.__new__(cls)
+        self._live = False
+        GrokvizWidget.__init__(self, **kwargs)
+        self._color_by = color_by
+        self._color_range = _check_range(color_range)
+        self._export_all = False
+        self._given_palette = palette
+        self._samples_frame = samples
+        self._fixed, self._routing, self._ids, self._groups = None, None, [], []
+        self._cache = {}
+        self._order_index = np.arange(0)
+        with self.hold_sync():
+            self.top_k = top_k
+            self.tau = None if top_k is not None else tau
+            self._live = True
+            self._send_data()
+        return self
+
+    def clear(self) -> None:
+        """Compare nothing again (keeping the settings), until the next :meth:`update`."""
+        self._live = False
+        self._fixed, self._routing, self._ids, self._groups = None, None, [], []
+        self._cache.clear()
+        self._order_index = np.arange(0)
+        with self.hold_sync():
+            self.selected_pair = []
+            self.set_trait("checkpoints", [])
+            self.checkpoint = None
+            self._live = True
+            self._send_data()
+
     def update(
         self,
         routing: Any = None,
@@ -351,6 +402,9 @@ class SimilarityMatrix(GrokvizWidget):
         return [self.checkpoint]
 
     def _send_data(self) -> None:
+        if self._fixed is None and self._routing is None:
+            self._send_nothing()
+            return
         window = self._window()
         shown_name = self.checkpoint if self._fixed is None else None
         matrix = self.distances(shown_name)
@@ -387,6 +441,19 @@ class SimilarityMatrix(GrokvizWidget):
                 self._paths = b""
                 self._n_layers = 0
 
+    def _send_nothing(self) -> None:
+        with self.hold_sync():
+            self._use_palette(
+                self._given_palette, [], samples=self._samples_frame, by=self._color_by
+            )
+            self._matrices = b""
+            self._loaded = []
+            self._n = 0
+            self._range = None  # type: ignore[assignment]
+            self._samples = table_to_ipc({"sample_id": [], "group": []})
+            self._paths = b""
+            self._n_layers = 0
+
     def _prepare_export(self) -> None:
         """Send every checkpoint's matrix: an HTML page has no kernel to compute the next one."""
         if not self._export_all:
@@ -409,7 +476,11 @@ class SimilarityMatrix(GrokvizWidget):
         live, self._live = self._live, False
         try:
             with self.hold_sync():
-                self.tau, self.top_k = tau, top_k
+                # Clear the one not given first, so that no moment has both set.
+                if tau is None:
+                    self.tau, self.top_k = None, top_k
+                else:
+                    self.top_k, self.tau = None, tau
         finally:
             self._live = live
         self._cache.clear()

@@ -34,7 +34,8 @@ export function readMatrix(values: ArrayLike<number>, n: number, range: [number,
     throw new Error(`grokviz: the distance matrix has ${values.length} values, expected ${n}×${n}`);
   }
   const [lo, hi] = range ?? valueRange(values, n);
-  return { n, values, lo, hi };
+  // One distance only (two samples, or all pairs alike): give the colour bar a span around it.
+  return hi > lo ? { n, values, lo, hi } : { n, values, lo: lo - 1, hi: lo + 1 };
 }
 
 /** Fill an n×n RGBA pixel buffer (as Uint32) from the matrix through the LUT (one pixel per cell). */

@@ -144,7 +144,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
 
   function layout(): { width: number; height: number } {
     const width = fitWidth(model.get("width"), ui.width, 760, 240);
-    const routes = model.get("height") ?? autoHeight(data.nExperts);
+    const routes = model.get("height") ?? (data.nExperts > 0 ? autoHeight(data.nExperts) : 140);
     const strip = bundled() && data.nLayers > 0;
     const cmp = compareIndex();
     const panelHeight = routes + (strip ? STRIP.height + STRIP.gap : 0) + (cmp != null ? TITLE_ROOM : 0);
@@ -188,7 +188,8 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     const snapB = data.snapshots.get(b0);
     const G = groupCount();
     if (snapA == null || snapB == null || data.nLayers === 0 || data.nExperts === 0) {
-      s.labels.push({ x: p.left + p.width / 2, y: p.top + p.height / 2, text: "loading this checkpoint…", color: theme.muted, align: "center" });
+      const text = data.sampleIds.length === 0 ? "nothing to draw yet: no samples traced" : "loading this checkpoint…";
+      s.labels.push({ x: p.left + p.width / 2, y: p.top + p.height / 2, text, color: theme.muted, align: "center" });
       return;
     }
     const t = ease(t0);
@@ -245,8 +246,12 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     const what = bundled()
       ? `bundle width = share of a group's samples taking that route (under ${Math.round(minShare() * 100)} % not drawn); dot area = share of samples at that expert`
       : "one line per sample, width from its routing weights";
-    const title = cmp == null ? `Pathways at ${label()}` : `Pathways at ${name(cmp)} and ${label()}`;
-    ui.setTitle(title, `${rule} · ${what}`);
+    if (names().length === 0) {
+      ui.setTitle("Pathways", `${rule} · nothing traced yet`);
+    } else {
+      const title = cmp == null ? `Pathways at ${label()}` : `Pathways at ${name(cmp)} and ${label()}`;
+      ui.setTitle(title, `${rule} · ${what}`);
+    }
     compareButton.textContent = cmp == null ? "compare" : "single";
     compareButton.title = cmp == null ? "Show the first checkpoint beside the current one" : "Show the current checkpoint alone";
   }

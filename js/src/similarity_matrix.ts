@@ -106,7 +106,7 @@ export function render({ model, el }: { model: MatrixModel; el: HTMLElement }): 
   function layout(): void {
     const wanted = model.get("size");
     const available = ui.width > 0 ? ui.width - MARGIN.left - MARGIN.right : 520;
-    side = wanted != null && wanted > 0 ? wanted : Math.max(220, Math.min(560, available));
+    side = wanted != null && wanted > 0 ? wanted : Math.max(220, Math.min(data.n === 0 ? 260 : 560, available));
     base.resize(side + MARGIN.left + MARGIN.right, side + MARGIN.top + MARGIN.bottom);
     overlay.resize(base.width, base.height);
     D = Math.max(1, Math.round(side * base.dpr));
@@ -135,6 +135,12 @@ export function render({ model, el }: { model: MatrixModel; el: HTMLElement }): 
   function updateTitle(): void {
     const name = names()[checkpointIndex()] ?? "";
     const m = matrix();
+    if (data.n === 0) {
+      ui.setTitle("Pathway distances", `${rule()} · nothing to compare yet`);
+      displayButton.style.display = "none";
+      resetButton.style.display = "none";
+      return;
+    }
     const fixed = model.get("_range") != null;
     ui.setTitle(
       `Pathway distances at ${name || "the given matrix"}`,
@@ -153,6 +159,11 @@ export function render({ model, el }: { model: MatrixModel; el: HTMLElement }): 
     const s = emptyScene(base.width, base.height, theme.background, theme.font);
     const m = matrix();
     const img = image;
+    if (data.n === 0) {
+      s.rects.push({ x: MARGIN.left, y: MARGIN.top, w: side, h: side, fill: "none", stroke: theme.grid });
+      s.labels.push({ x: MARGIN.left + side / 2, y: MARGIN.top + side / 2, text: "nothing to compare yet: no samples traced", color: theme.muted, align: "center", baseline: "middle" });
+      return s;
+    }
     s.pictures.push({ x: MARGIN.left, y: MARGIN.top, w: side, h: side, source: null, href: () => img?.toDataURL("image/png") ?? "" });
     const px = (i: number, w0: number, w1: number) => pixelOf(i, w0, w1, D) / base.dpr;
     // Group bands (top: columns, left: rows), names over the top band where they fit.

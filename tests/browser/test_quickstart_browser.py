@@ -82,7 +82,11 @@ def qs(lab_server: Any, browser_context: Any) -> Iterator[Lab]:
 
 def test_quickstart_runs_clean_offline_and_every_view_draws(qs: Lab) -> None:
     cells = qs.cells()
-    sources = [c.source for c in nbformat.read(REPO / QUICKSTART, as_version=4).cells if c.cell_type == "code"]
+    sources = [
+        c.source
+        for c in nbformat.read(REPO / QUICKSTART, as_version=4).cells
+        if c.cell_type == "code"
+    ]
     assert [c["source"] for c in cells] == sources  # the notebook as shipped, every code cell
     assert_ran_clean(cells, QUICKSTART)
     assert qs.execute("print(SMALL)").strip() == "True"
@@ -107,7 +111,9 @@ def test_quickstart_runs_clean_offline_and_every_view_draws(qs: Lab) -> None:
         assert TOY_CHECKPOINTS[-1] in title, title
         subtitle = qs.page.locator(f"{root} [data-testid=view-subtitle]").text_content() or ""
         assert "top-2 experts per layer" in subtitle, subtitle
-    assert "edit distance" in (qs.page.locator(f"{MATRIX} [data-testid=view-subtitle]").text_content() or "")
+    assert "edit distance" in (
+        qs.page.locator(f"{MATRIX} [data-testid=view-subtitle]").text_content() or ""
+    )
     # The share cell wrote its page.
     assert "quickstart.html" in qs.execute("print(out)")
     for root, name in ((TIMELINE, "timeline"), (DIAGRAM, "diagram"), (MATRIX, "matrix")):
@@ -116,9 +122,14 @@ def test_quickstart_runs_clean_offline_and_every_view_draws(qs: Lab) -> None:
 
 def test_one_colour_per_group_in_the_diagram_the_matrix_and_the_timeline(qs: Lab) -> None:
     # Linked views share one palette: the notebook's, extended by the timeline's "global".
-    assert qs.execute("print(timeline.palette == diagram.palette == matrix.palette)").strip() == "True"
+    assert (
+        qs.execute("print(timeline.palette == diagram.palette == matrix.palette)").strip() == "True"
+    )
     palette = json.loads(qs.execute("import json; print(json.dumps(timeline.palette.to_json()))"))
-    assert qs.execute("print(all(timeline.palette[g] == palette[g] for g in palette.groups))").strip() == "True"
+    assert (
+        qs.execute("print(all(timeline.palette[g] == palette[g] for g in palette.groups))").strip()
+        == "True"
+    )
     operations = json.loads(qs.execute("print(json.dumps(sorted(samples['domain'].unique())))"))
     # Every view lists the operations in the palette's order, with its colours.
     for root in (TIMELINE, DIAGRAM, MATRIX):
@@ -133,8 +144,12 @@ def test_one_colour_per_group_in_the_diagram_the_matrix_and_the_timeline(qs: Lab
     for group in operations:
         rgb = _rgb(palette["light"][group])
         # The timeline's line and the matrix's group band are drawn in the colour, opaque.
-        assert qs.page.evaluate(COLOR_PIXELS_JS, [f"{TIMELINE} [data-testid=timeline-base]", rgb]) > 30, group
-        assert qs.page.evaluate(COLOR_PIXELS_JS, [f"{MATRIX} [data-testid=matrix-base]", rgb]) > 60, group
+        assert (
+            qs.page.evaluate(COLOR_PIXELS_JS, [f"{TIMELINE} [data-testid=timeline-base]", rgb]) > 30
+        ), group
+        assert (
+            qs.page.evaluate(COLOR_PIXELS_JS, [f"{MATRIX} [data-testid=matrix-base]", rgb]) > 60
+        ), group
         # The diagram: hovering the group's legend entry draws its routes, full strength.
         qs.page.locator(f"{DIAGRAM} [data-testid=group-legend] [data-group='{group}']").hover()
         qs.page.wait_for_function(
@@ -154,7 +169,17 @@ def test_one_colour_per_group_in_the_diagram_the_matrix_and_the_timeline(qs: Lab
 
 
 #: The 256-entry viridis table of js/src/color.ts (nine stops, linear in between).
-VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"]
+VIRIDIS = [
+    "#440154",
+    "#472d7b",
+    "#3b528b",
+    "#2c728e",
+    "#21918c",
+    "#28ae80",
+    "#5ec962",
+    "#addc30",
+    "#fde725",
+]
 
 
 def _viridis(index: int, size: int = 256) -> list[int]:
@@ -184,7 +209,9 @@ def test_matrix_clicks_hit_the_cell_drawn_under_the_pointer_below_two_pixels(qs:
         x = geo["left"] + (dx + 0.5) / dpr
         y = geo["top"] + (dy + 0.5) / dpr
         overlay.hover(position={"x": x, "y": y})
-        tip = qs.page.locator(f"{MATRIX} [data-testid=grokviz-similarity-matrix-tooltip]").inner_text()
+        tip = qs.page.locator(
+            f"{MATRIX} [data-testid=grokviz-similarity-matrix-tooltip]"
+        ).inner_text()
         assert tip.startswith(f"{ids[i]} × {ids[j]}"), (i, j, tip)
         overlay.click(position={"x": x, "y": y})
         qs.wait_for_kernel(f"matrix.selected_pair == {[ids[i], ids[j]]!r}", timeout=20)
@@ -197,7 +224,11 @@ def test_matrix_clicks_hit_the_cell_drawn_under_the_pointer_below_two_pixels(qs:
         index = min(255, max(0, int((distance - lo) * 256 // (hi - lo))))
         px = qs.page.evaluate(
             PIXEL_JS,
-            [f"{MATRIX} [data-testid=matrix-base]", round(geo["left"] * dpr) + dx, round(geo["top"] * dpr) + dy],
+            [
+                f"{MATRIX} [data-testid=matrix-base]",
+                round(geo["left"] * dpr) + dx,
+                round(geo["top"] * dpr) + dy,
+            ],
         )
         assert px[:3] == _viridis(index), (i, j, distance, px)
     # The pair's pathways, aligned by the browser, give the kernel's distance; the key says
@@ -206,7 +237,9 @@ def test_matrix_clicks_hit_the_cell_drawn_under_the_pointer_below_two_pixels(qs:
     shown = re.search(r"alignment: (\d+)", pair.text_content() or "")
     assert shown is not None
     a, b = json.loads(qs.execute("print(json.dumps(matrix.selected_pair))"))
-    expected = qs.execute(f"print(int(matrix.distances()[matrix._ids.index('{a}'), matrix._ids.index('{b}')]))")
+    expected = qs.execute(
+        f"print(int(matrix.distances()[matrix._ids.index('{a}'), matrix._ids.index('{b}')]))"
+    )
     assert int(shown.group(1)) == int(expected)
     key = qs.page.locator(f"{MATRIX} [data-testid=alignment-key]").text_content() or ""
     for word in ("substitution", "insertion", "deletion"):
@@ -216,7 +249,9 @@ def test_matrix_clicks_hit_the_cell_drawn_under_the_pointer_below_two_pixels(qs:
 
 def test_a_timeline_click_moves_the_linked_diagram_and_matrix(qs: Lab) -> None:
     canvas = qs.page.locator(f"{TIMELINE} [data-testid=timeline-overlay]")
-    layout = json.loads(qs.page.evaluate(f"() => document.querySelector('{TIMELINE}').dataset.layout"))
+    layout = json.loads(
+        qs.page.evaluate(f"() => document.querySelector('{TIMELINE}').dataset.layout")
+    )
     (d0, d1), (r0, r1) = layout["x"]["domain"], layout["x"]["range"]
     target = TOY_STEPS[3]
     x = r0 + (target - d0) / (d1 - d0) * (r1 - r0)
@@ -228,7 +263,8 @@ def test_a_timeline_click_moves_the_linked_diagram_and_matrix(qs: Lab) -> None:
     assert qs.execute("print(diagram.checkpoint, matrix.checkpoint)").split() == [label, label]
     for root in (DIAGRAM, MATRIX, TIMELINE):
         qs.page.wait_for_function(
-            f"() => document.querySelector('{root}').dataset.checkpoint === '{label}'", timeout=10_000
+            f"() => document.querySelector('{root}').dataset.checkpoint === '{label}'",
+            timeout=10_000,
         )
     assert qs.page.evaluate(CANVAS_HASH_JS, f"{DIAGRAM} [data-testid=pathway-base]") != before
     title = qs.page.locator(f"{TIMELINE} [data-testid=view-subtitle]").text_content() or ""
@@ -236,7 +272,9 @@ def test_a_timeline_click_moves_the_linked_diagram_and_matrix(qs: Lab) -> None:
 
 
 def test_hovering_an_expert_highlights_its_samples_and_a_click_selects_them(qs: Lab) -> None:
-    layout = json.loads(qs.page.evaluate(f"() => document.querySelector('{DIAGRAM}').dataset.layout"))
+    layout = json.loads(
+        qs.page.evaluate(f"() => document.querySelector('{DIAGRAM}').dataset.layout")
+    )
     panel = layout[-1]  # the current checkpoint's panel
     shown = panel["checkpoint"]
     # An expert the samples use at layer 1 of the shown checkpoint, per the kernel.
@@ -255,9 +293,16 @@ def test_hovering_an_expert_highlights_its_samples_and_a_click_selects_them(qs: 
     assert f"layer 1 · expert {expert} at {shown}" in tip, tip
     assert qs.page.evaluate(CANVAS_HASH_JS, f"{DIAGRAM} [data-testid=pathway-overlay]") != before
     # The rest is dimmed while the expert's routes are highlighted.
-    assert qs.page.evaluate(f"() => document.querySelector('{DIAGRAM} [data-testid=pathway-base]').style.opacity") == "0.22"
+    assert (
+        qs.page.evaluate(
+            f"() => document.querySelector('{DIAGRAM} [data-testid=pathway-base]').style.opacity"
+        )
+        == "0.22"
+    )
     overlay.click(position={"x": x, "y": y})
-    want = qs.execute(f"print(sorted(s for s in diagram.sample_ids if {expert} in diagram.pathway(s, {shown!r})[1]))")
+    want = qs.execute(
+        f"print(sorted(s for s in diagram.sample_ids if {expert} in diagram.pathway(s, {shown!r})[1]))"
+    )
     qs.wait_for_kernel(f"sorted(diagram.selected_samples) == {want.strip()}", timeout=20)
     count = re.search(r"^(\d+) samples", tip, re.M)
     assert count is not None and int(count.group(1)) == len(eval(want)), tip
@@ -299,7 +344,9 @@ def test_the_slider_steps_one_checkpoint_per_key_and_keeps_still_while_dragged(q
     assert len(sizes) == 1, sizes  # nothing moved while dragging
     assert values == sorted(values, reverse=True) and values[0] > values[-1], values
     final = TOY_CHECKPOINTS[int(track.get_attribute("aria-valuenow") or 0)]
-    qs.wait_for_kernel(f"diagram.checkpoint == {final!r} and timeline.checkpoint == {final!r}", timeout=20)
+    qs.wait_for_kernel(
+        f"diagram.checkpoint == {final!r} and timeline.checkpoint == {final!r}", timeout=20
+    )
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -308,9 +355,17 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def test_png_and_svg_exports_carry_title_legend_checkpoint_and_colour_bar(qs: Lab, tmp_path: Path) -> None:
+def test_png_and_svg_exports_carry_title_legend_checkpoint_and_colour_bar(
+    qs: Lab, tmp_path: Path
+) -> None:
     shown = qs.execute("print(diagram.checkpoint)").strip()
-    for root, kind in ((DIAGRAM, "png"), (DIAGRAM, "svg"), (MATRIX, "svg"), (TIMELINE, "svg"), (TIMELINE, "png")):
+    for root, kind in (
+        (DIAGRAM, "png"),
+        (DIAGRAM, "svg"),
+        (MATRIX, "svg"),
+        (TIMELINE, "svg"),
+        (TIMELINE, "png"),
+    ):
         with qs.page.expect_download() as info:
             qs.page.locator(f"{root} [data-testid=export-{kind}]").click()
         path = tmp_path / info.value.suggested_filename
@@ -328,7 +383,7 @@ def test_png_and_svg_exports_carry_title_legend_checkpoint_and_colour_bar(qs: La
         for word in ("add", "div", "mul", "sub"):
             assert f">{word}</text>" in svg, (root, word)
         if root == DIAGRAM:
-            assert f"Pathways at" in svg and shown in svg and "top-2 experts per layer" in svg
+            assert "Pathways at" in svg and shown in svg and "top-2 experts per layer" in svg
         if root == MATRIX:
             assert "edit distance" in svg and "lower = more shared" in svg and "(shared)" in svg
             assert f"Pathway distances at {shown}" in svg
@@ -358,7 +413,11 @@ def _widths(qs: Lab) -> dict[str, tuple[float, float]]:
 
 def test_every_view_fits_the_notebook_width_and_redraws_on_resize(qs: Lab) -> None:
     def draws() -> int:
-        return int(qs.page.evaluate(f"() => Number(document.querySelector('{DIAGRAM}').dataset.drawCount || 0)"))
+        return int(
+            qs.page.evaluate(
+                f"() => Number(document.querySelector('{DIAGRAM}').dataset.drawCount || 0)"
+            )
+        )
 
     def check(case: str) -> None:
         qs.page.wait_for_timeout(700)
@@ -398,13 +457,23 @@ def test_the_views_follow_jupyterlab_into_the_dark_theme(qs: Lab) -> None:
 
     for root in (TIMELINE, DIAGRAM, MATRIX):
         assert sum(background(root)) > 600, root  # light
-    qs.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-    qs.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+    qs.page.evaluate(
+        "() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})"
+    )
+    qs.page.wait_for_function(
+        "() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000
+    )
     qs.page.wait_for_timeout(800)
     try:
         for root in (TIMELINE, DIAGRAM, MATRIX):
             assert sum(background(root)) < 150, root  # dark, like the notebook around it
-            qs.page.locator(root).screenshot(path=str(ARTIFACTS / f"quickstart_{root.split('-')[-1].rstrip(']')}_dark.png"))
+            qs.page.locator(root).screenshot(
+                path=str(ARTIFACTS / f"quickstart_{root.split('-')[-1].rstrip(']')}_dark.png")
+            )
     finally:
-        qs.page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
-        qs.page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=30_000)
+        qs.page.evaluate(
+            "() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})"
+        )
+        qs.page.wait_for_function(
+            "() => document.body.dataset.jpThemeLight === 'true'", timeout=30_000
+        )
