@@ -288,6 +288,8 @@ def write_report(
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
+    # The page holds their state; close the widgets and their browser links in the kernel.
+    timeline.unlink()
     for widget in (timeline, diagram, matrix):
         widget.close()
     return path

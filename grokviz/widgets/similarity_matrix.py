@@ -393,9 +393,11 @@ class SimilarityMatrix(GrokvizWidget):
         return [min(r[0] for r in ranges), max(r[1] for r in ranges)]
 
     def _window(self) -> list[str | None]:
-        """The checkpoints whose matrices go to the browser (None: the given matrix)."""
-        if self._fixed is not None or not self.checkpoints:
+        """The checkpoints whose matrices go to the browser (None: the given matrix, no routing)."""
+        if not self.checkpoints:
             return [None]
+        if self._fixed is not None:
+            return [self.checkpoint]  # the given matrix, with this checkpoint's pathways
         n = len(self._ids)
         if self._export_all or n * n * len(self.checkpoints) <= self._PRELOAD_CELLS:
             return list(self.checkpoints)
@@ -411,7 +413,10 @@ class SimilarityMatrix(GrokvizWidget):
         order = display_order(matrix, self._groups, self.order)
         self._order_index = order
         ix = np.ix_(order, order)
-        matrices = [(matrix if c == shown_name else self.distances(c))[ix] for c in window]
+        matrices = [
+            (matrix if self._fixed is not None or c == shown_name else self.distances(c))[ix]
+            for c in window
+        ]
         dtype = _matrix_dtype(matrices)
         ids = [self._ids[i] for i in order]
         group_list = [self._groups[i] for i in order]
@@ -432,7 +437,7 @@ class SimilarityMatrix(GrokvizWidget):
                 weights = {}
                 n_layers = 0
                 for c in window:
-                    assert c is not None
+                    assert c is not None  # routing gives checkpoints
                     w, n_layers = routing_array(self._routing, c, ids)
                     weights[self.checkpoints.index(c)] = w
                 self._paths = table_to_ipc(path_rows(weights, tau=self.tau, top_k=self.top_k))

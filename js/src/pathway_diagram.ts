@@ -84,6 +84,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     onExport,
     onTheme: () => {
       data = loadData(model, ui.palette.order);
+      highlightCache.clear();
       updateLegend();
       draw();
     },
@@ -152,6 +153,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     const side = cmp != null && width >= 2 * Math.max(300, 36 * data.nLayers) + 16;
     const stacked = cmp != null && !side;
     const height = stacked ? 2 * panelHeight + 12 : panelHeight;
+    if (width !== base.width || height !== base.height) highlightCache.clear();
     base.resize(width, height);
     overlay.resize(width, height);
     const L = data.nLayers;
@@ -262,21 +264,37 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     if (snap == null) return;
     const G = groupCount();
     const maxW = maxBundle(p.y);
-    let highlighted: Float32Array | null = null;
-    if (hover != null && hover.kind !== "sample" && hover.panel === panels.findIndex((q) => q.p === p)) {
-      highlighted = highlightFlow(data, c, hitSamples(data, hover));
+    const panelIndex = panels.findIndex((q) => q.p === p);
+    let key: string | null = null;
+    let highlighted: (() => Float32Array | null) | null = null;
+    if (hover != null && hover.kind !== "sample" && hover.panel === panelIndex) {
+      const hit = hover;
+      key = `${panelIndex}:${c}:${JSON.stringify(hit)}`;
+      highlighted = () => highlightFlow(data, c, hitSamples(data, hit));
     } else if (hoverGroup != null && bundled()) {
       const g = data.groupNames.indexOf(hoverGroup);
-      const flow = flowOf(data, c);
-      if (g >= 0 && flow != null) {
-        const kk = data.nExperts * data.nExperts;
-        const size = (data.nLayers - 1) * kk;
-        highlighted = new Float32Array(flow.length);
-        highlighted.set(flow.subarray(g * size, (g + 1) * size), g * size);
-      }
+      key = `${panelIndex}:${c}:group:${g}`;
+      highlighted = () => {
+        const flow = flowOf(data, c);
+        if (g < 0 || flow == null) return null;
+        const size = (data.nLayers - 1) * data.nExperts * data.nExperts;
+        const only = new Float32Array(flow.length);
+        only.set(flow.subarray(g * size, (g + 1) * size), g * size);
+        return only;
+      };
     }
-    if (highlighted != null) {
-      flowLines(s, flowSegments(highlighted, G, data.nLayers - 1, p.x, p.y, Math.min(minShare(), 0.005)), G, colorOf, maxW, 1.25);
+    if (key != null && highlighted != null) {
+      // Hovering back and forth over the same expert or route redraws from the cache.
+      let quads = highlightCache.get(key);
+      if (quads == null) {
+        const flow = highlighted();
+        const part = emptyScene(0, 0, "transparent", "");
+        if (flow != null) flowLines(part, flowSegments(flow, G, data.nLayers - 1, p.x, p.y, minShare()), G, colorOf, maxW, 1.25);
+        quads = part.quads;
+        if (highlightCache.size > 64) highlightCache.clear();
+        highlightCache.set(key, quads);
+      }
+      s.quads.push(...quads);
     }
     // The selection, as one line per sample in its group's colour over a halo.
     const index = new Map(data.sampleIds.map((id, i) => [id, i]));
@@ -465,6 +483,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     if (scene == null) return;
     const body = emptyScene(scene.width, scene.height, scene.background, scene.font);
     body.rects.push(...scene.rects);
+    body.quads.push(...scene.quads, ...(overlayScene?.quads ?? []));
     body.lines.push(...scene.lines, ...(overlayScene?.lines ?? []));
     body.dots.push(...scene.dots, ...(overlayScene?.dots ?? []));
     body.labels.push(...scene.labels);
@@ -484,6 +503,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
   }
 
   const routeCache = new Map<string, Float32Array[] | null>();
+  const highlightCache = new Map<string, Scene["quads"]>();
   function routesOf(c: number): Float32Array[] | null {
     const key = `${c}:${minShare()}`;
     if (!routeCache.has(key)) routeCache.set(key, drawnRoutes(data, c, minShare()));
@@ -540,6 +560,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
   const reload = coalesce(() => {
     data = loadData(model, ui.palette.order);
     routeCache.clear();
+    highlightCache.clear();
     hover = null;
     updateLegend();
     updateTokens();
@@ -560,6 +581,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
   });
   disposer.on(model, ["aggregate", "width", "height", "compare", "min_share", "tau", "top_k"], () => {
     routeCache.clear();
+    highlightCache.clear();
     schedule();
   });
   disposer.on(model, ["mode", "selected_token"], () => {

@@ -386,7 +386,7 @@ class Lab:
 
 def _is_local(url: str) -> bool:
     parts = urlsplit(url)
-    if parts.scheme in ("data", "blob", "about", "chrome", "devtools"):
+    if parts.scheme in ("data", "blob", "about", "chrome", "devtools", "file"):
         return True
     return (parts.hostname or "") in LOCAL_HOSTS
 
