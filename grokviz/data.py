@@ -21,7 +21,7 @@ def sample_data_dir(*, start: str | os.PathLike[str] | None = None) -> Path:
     Examples
     --------
     >>> from grokviz.data import sample_data_dir
-    >>> (sample_data_dir() / "toy").is_dir()  # doctest: +SKIP
+    >>> (sample_data_dir() / "toy").is_dir()
     True
     """
     env = os.environ.get(ENV_VAR)

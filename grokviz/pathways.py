@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz.errors import EmptyInputError
+from grokviz.errors import EmptyInputError, InputError
 
 __all__ = [
     "PackedPathways",
@@ -58,7 +58,7 @@ def symbols_to_strings(symbols: np.ndarray, lengths: np.ndarray) -> list[str]:
     codes = np.where(codes >= _SURROGATE_START, codes + (_SURROGATE_END - _SURROGATE_START), codes)
     if codes.max(initial=0) > 0x10FFFF:
         msg = f"symbol {int(symbols.max())} is too large to map to a character"
-        raise ValueError(msg)
+        raise InputError(msg)
     raw = codes.astype("<u4")
     return [raw[i, : lengths[i]].tobytes().decode("utf-32-le") for i in range(len(lengths))]
 
@@ -96,10 +96,10 @@ class PackedPathways:
                 f"symbols must be [N, max_len] and lengths [N]; got shapes "
                 f"{self.symbols.shape} and {self.lengths.shape}"
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         if self.sample_ids is not None and len(self.sample_ids) != len(self.lengths):
             msg = f"{len(self.sample_ids)} sample_ids for {len(self.lengths)} pathways"
-            raise ValueError(msg)
+            raise InputError(msg)
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -122,16 +122,16 @@ def _as_weights(weights: Any) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 3:
         msg = f"weights must have shape [N samples, L layers, K experts]; got shape {w.shape}"
-        raise ValueError(msg)
+        raise InputError(msg)
     if w.size and not np.isfinite(w).all():
         msg = "weights contain NaN or infinite values; pass finite routing probabilities"
-        raise ValueError(msg)
+        raise InputError(msg)
     if w.size and w.min() < 0:
         msg = (
             f"weights must be non-negative routing probabilities (softmax outputs); the smallest "
             f"is {w.min():.4g}. Apply a softmax to router logits first."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     return w
 
 
@@ -139,7 +139,7 @@ def _rank(w: np.ndarray, tau: float | None, top_k: int | None) -> tuple[np.ndarr
     """Experts of each row of ``w [..., K]`` in rank order, and how many of them to keep."""
     if (tau is None) == (top_k is None):
         msg = f"give exactly one of tau and top_k; got tau={tau!r}, top_k={top_k!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
     k = w.shape[-1]
     # A stable sort of the negated weights ranks by weight descending, equal weights by lower
     # expert id first.
@@ -147,13 +147,13 @@ def _rank(w: np.ndarray, tau: float | None, top_k: int | None) -> tuple[np.ndarr
     if top_k is not None:
         if not 1 <= top_k <= k:
             msg = f"top_k must be between 1 and the number of experts {k}; got {top_k}"
-            raise ValueError(msg)
+            raise InputError(msg)
         counts = np.full(w.shape[:-1], top_k, dtype=np.int64)
         return order, counts
     assert tau is not None
     if not 0 < tau <= 1:
         msg = f"tau must be in (0, 1]; got {tau}"
-        raise ValueError(msg)
+        raise InputError(msg)
     cumulative = np.cumsum(np.take_along_axis(w, order, axis=-1), axis=-1)
     # Keep experts up to and including the first whose cumulative weight is strictly greater
     # than tau: one more than the number of prefixes still <= tau (cumsum never decreases).
@@ -255,7 +255,7 @@ def pathways(
             f"every routing row needs the same number of expert weights; found sizes "
             f"{sorted(sizes.unique().to_list(), key=lambda x: (x is None, x))}"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     w = frame["weights"].explode().to_numpy().astype(np.float64).reshape(frame.height, 1, k)
     w = _as_weights(w)
     order, counts = _rank(w[:, 0, :], tau, top_k)
@@ -282,7 +282,7 @@ def to_string(layers: Sequence[Sequence[int]] | Sequence[np.ndarray]) -> str:
         ids = [int(e) for e in layer]
         if any(e < 0 for e in ids):
             msg = f"expert ids must be non-negative; got layer {ids}"
-            raise ValueError(msg)
+            raise InputError(msg)
         parts.append(",".join(map(str, ids)))
     return "-".join(parts)
 
@@ -306,7 +306,7 @@ def from_string(s: str) -> list[list[int]]:
             f"{s!r} is not a pathway string; expected expert ids joined by ',' and layers by "
             f"'-', e.g. '3,1,5-9,1'"
         )
-        raise ValueError(msg) from None
+        raise InputError(msg) from None
 
 
 def _layers_from_frame(frame: pl.DataFrame) -> tuple[list[list[np.ndarray]], list[str]]:
@@ -314,7 +314,7 @@ def _layers_from_frame(frame: pl.DataFrame) -> tuple[list[list[np.ndarray]], lis
     missing = [c for c in ("sample_id", "layer", "experts") if c not in frame.columns]
     if missing:
         msg = f"a pathways frame needs columns sample_id, layer, experts; missing {missing}"
-        raise ValueError(msg)
+        raise InputError(msg)
     if "checkpoint" in frame.columns and frame["checkpoint"].n_unique() > 1:
         names = frame["checkpoint"].unique(maintain_order=True).to_list()
         msg = (
@@ -322,7 +322,7 @@ def _layers_from_frame(frame: pl.DataFrame) -> tuple[list[list[np.ndarray]], lis
             f"compare samples of one checkpoint. Encode each separately, e.g. "
             f"`for part in frame.partition_by('checkpoint'): encode(part)`"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     grouped = (
         frame.with_row_index("_row")
         .sort("layer")
@@ -337,7 +337,7 @@ def _layers_from_frame(frame: pl.DataFrame) -> tuple[list[list[np.ndarray]], lis
             f"sample {grouped['sample_id'][bad]!r} has layers {layer_sets[bad]} but sample "
             f"{grouped['sample_id'][0]!r} has {layer_sets[0]}; every pathway needs the same layers"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     paths = [[np.asarray(e, dtype=np.int64) for e in row] for row in grouped["experts"].to_list()]
     return paths, grouped["sample_id"].to_list()
 
@@ -401,16 +401,16 @@ def encode(
         return _pack(char_seqs, len(_CHAR_ALPHABET), ids)
     if unit != "expert":
         msg = f"unit must be 'expert' or 'char'; got {unit!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
     flat = [layer for p in layered for layer in p]
     biggest = max((int(layer.max()) for layer in flat if layer.size), default=-1)
     if flat and min((int(layer.min()) for layer in flat if layer.size), default=0) < 0:
         msg = "expert ids must be non-negative"
-        raise ValueError(msg)
+        raise InputError(msg)
     k = biggest + 1 if num_experts is None else int(num_experts)
     if k <= biggest:
         msg = f"num_experts={k} but the pathways use expert id {biggest}; pass num_experts > {biggest}"
-        raise ValueError(msg)
+        raise InputError(msg)
     sep = np.array([k], dtype=np.int64)
     seqs = []
     for p in layered:

@@ -12,6 +12,8 @@ from typing import Any
 
 import polars as pl
 
+from grokviz.errors import InputError
+
 SAMPLES: dict[str, pl.DataType] = {
     "sample_id": pl.String(),
     "text": pl.String(),
@@ -32,8 +34,17 @@ LOSSES: dict[str, pl.DataType] = {
     "checkpoint": pl.String(),
     "step": pl.Int64(),
     "sample_id": pl.String(),
-    "loss": pl.Float64(),  # mean token negative log-likelihood over real, predicted tokens
+    # mean token negative log-likelihood over real, predicted tokens; null for a one-token sample
+    # (nothing to predict), NaN or inf when the model's output was not finite (see TRACE_FLAGS)
+    "loss": pl.Float64(),
     "n_tokens": pl.Int32(),  # tokens the sample was traced with (after truncation)
+}
+
+# Columns a trace adds to the losses table (a losses table from elsewhere may lack them).
+TRACE_FLAGS: dict[str, pl.DataType] = {
+    # the model gave a non-finite loss or routing weights for this sample: its loss and weights
+    # are stored as computed (NaN / inf), never as plain nulls, and analysis leaves it out
+    "nonfinite": pl.Boolean(),
 }
 
 ROUTING: dict[str, pl.DataType] = {
@@ -94,7 +105,14 @@ def conform(frame: Any, schema: Mapping[str, pl.DataType], *, name: str) -> pl.D
     """Return ``frame`` as a polars DataFrame with ``schema``'s columns cast to its dtypes.
 
     Accepts anything polars can read through the Arrow interface (pandas, pyarrow). Extra
-    columns are kept. A missing column raises a ``ValueError`` that names it and the table.
+    columns are kept. A missing column, or one that cannot be cast, raises an
+    :class:`~grokviz.errors.InputError` (a ``ValueError``) that names it and the table.
+
+    Examples
+    --------
+    >>> conform({"checkpoint": ["a"], "step": [1], "task": ["x"], "accuracy": [1]}, ACCURACY,
+    ...         name="accuracy").schema["accuracy"]
+    Float64
     """
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
@@ -103,13 +121,20 @@ def conform(frame: Any, schema: Mapping[str, pl.DataType], *, name: str) -> pl.D
             frame = pl.DataFrame(frame)
         except Exception as exc:
             msg = f"cannot read the {name} table from a {type(frame).__name__}: {exc}"
-            raise TypeError(msg) from exc
+            raise InputError(msg) from exc
     missing = [c for c in schema if c not in frame.columns]
     if missing:
         msg = (
             f"the {name} table lacks column(s) {missing}; it has {frame.columns}. "
             f"Expected at least {list(schema)}."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     casts = [pl.col(c).cast(t) for c, t in schema.items() if frame.schema[c] != t]
-    return frame.with_columns(casts) if casts else frame
+    if not casts:
+        return frame
+    try:
+        return frame.with_columns(casts)
+    except pl.exceptions.PolarsError as exc:
+        wrong = {c: str(frame.schema[c]) for c, t in schema.items() if frame.schema[c] != t}
+        msg = f"the {name} table has column(s) of the wrong type {wrong}: {exc}"
+        raise InputError(msg) from exc

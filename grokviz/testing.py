@@ -1,15 +1,21 @@
-"""Tiny random MoE models and a character tokenizer, built offline from configs.
+"""Tiny random MoE models, a character tokenizer and a samples table, built offline.
 
-Used by grokviz's own tests and handy for trying the API without downloading anything::
+Used by grokviz's own tests and handy for trying the API without downloading anything.
 
-    >>> from grokviz.testing import tiny_moe, char_tokenizer
-    >>> model = tiny_moe("olmoe")  # doctest: +SKIP
+Examples
+--------
+>>> from grokviz.testing import char_tokenizer, tiny_moe
+>>> model = tiny_moe("olmoe")
+>>> model.config.num_experts, char_tokenizer()("hi")["input_ids"]
+(8, [1, 21, 22])
 """
 
 from __future__ import annotations
 
 import string
 from typing import Any
+
+from grokviz.errors import InputError
 
 # Keyword arguments per architecture for a model of a few hundred thousand parameters.
 # Each has 2 MoE layers of 8 experts with top-2 routing, unless noted.
@@ -63,7 +69,7 @@ def tiny_config(model_type: str, **overrides: Any) -> Any:
 
     if model_type not in TINY_CONFIGS:
         msg = f"no tiny config for {model_type!r}; choose one of {sorted(TINY_CONFIGS)}"
-        raise ValueError(msg)
+        raise InputError(msg)
     kwargs = {**_COMMON, **TINY_CONFIGS[model_type], **overrides}
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     return AutoConfig.for_model(model_type, **kwargs)
@@ -120,4 +126,25 @@ def char_tokenizer(alphabet: str | None = None, *, model_max_length: int = 256) 
         eos_token="<eos>",
         unk_token="<unk>",
         model_max_length=model_max_length,
+    )
+
+
+def tiny_samples(n: int = 4, *, domains: tuple[str, ...] = ("toy",), start: int = 0) -> Any:
+    """A samples table (``schema.SAMPLES``) of ``n`` short texts, cycling through ``domains``.
+
+    Examples
+    --------
+    >>> tiny_samples(3)["sample_id"].to_list()
+    ['s000', 's001', 's002']
+    """
+    import polars as pl
+
+    ids = range(start, start + n)
+    return pl.DataFrame(
+        {
+            "sample_id": [f"s{i:03d}" for i in ids],
+            "text": [("memorize " * (1 + i % 4)) + f"then generalize #{i}" for i in ids],
+            "domain": [domains[i % len(domains)] for i in ids],
+            "split": ["train"] * n,
+        }
     )

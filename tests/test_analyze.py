@@ -259,11 +259,11 @@ def test_accuracy_rows_and_correlate(story: MemoryTrace) -> None:
 
 
 def _write_store(story: MemoryTrace, path: Path) -> Path:
-    """Write the story as a trace store folder, through the store's own writing methods."""
-    from grokviz.store import TraceStore
+    """Write the story as a trace store folder, through the store's public writer."""
+    from grokviz.store import StoreWriter
 
     samples = story.samples()
-    store = TraceStore._prepare(path, samples, params={}, shard_size=samples.height)
+    store = StoreWriter.create_or_open(path, samples, params={}, shard_size=samples.height)
     for step in STEPS:
         label = f"step{step}"
         identity = {
@@ -275,9 +275,9 @@ def _write_store(story: MemoryTrace, path: Path) -> Path:
             "sha": f"sha{step}",
         }
         info = {"model_type": "olmoe", "num_layers": L, "num_experts": K, "top_k": 2}
-        store._begin_checkpoint(identity, info)
+        store.add_checkpoint(identity, info)
         w = story.router_array(label)
-        store._write_routers(
+        store.write_routers(
             label,
             pl.DataFrame(
                 {
@@ -301,7 +301,7 @@ def _write_store(story: MemoryTrace, path: Path) -> Path:
         ).pipe(schema.conform, schema.ROUTING, name="routing")
         losses = story.losses().filter(pl.col("checkpoint") == label)
         empty = pl.DataFrame(schema=schema.TOKEN_ROUTING)
-        store._write_part(
+        store.write_part(
             label,
             0,
             {

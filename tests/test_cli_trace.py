@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,12 +16,12 @@ import pytest
 
 pytest.importorskip("torch")
 
+from _runs import N_LAYERS, make_samples, save_run
+
+from grokviz.cli import main as cli_main
 from grokviz.cli._trace import main
 from grokviz.store import TraceStore
 from grokviz.testing import char_tokenizer, tiny_dense
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_store import N_LAYERS, make_samples, save_run
 
 STEPS = (100, 200, 300)
 N_SAMPLES = 6
@@ -44,7 +45,10 @@ def _finished(store: Path) -> dict[str, list[int]]:
 
 
 def _mtimes(store: Path) -> dict[str, int]:
-    return {str(p.relative_to(store)): p.stat().st_mtime_ns for p in store.rglob("*-0*.parquet")}
+    return {
+        str(p.relative_to(store)): p.stat().st_mtime_ns
+        for p in store.rglob("*-[0-9][0-9][0-9][0-9][0-9].parquet")
+    }
 
 
 def test_cli_writes_a_store(setup: tuple[Path, Path], tmp_path: Path, capsys) -> None:
@@ -80,24 +84,104 @@ def test_cli_reads_jsonl(setup: tuple[Path, Path], tmp_path: Path) -> None:
     assert TraceStore.open(tmp_path / "s").routing().height == 2 * N_LAYERS
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--samples", "{tmp}/missing.parquet"], "missing.parquet"),
-        (["--samples", "{tmp}/samples.txt"], ".parquet, .csv, .jsonl"),
-        (["--samples", "{samples}", "--revisions", "step-999999"], "step-999999"),
-    ],
-)
-def test_cli_errors_are_one_line(
-    setup: tuple[Path, Path], tmp_path: Path, capsys, args: list[str], message: str
+def _bad_inputs(tmp: Path, run: Path, samples: Path) -> dict[str, tuple[list[str], str]]:
+    """Failures a user can cause, each with the words its one-line message must contain."""
+    (tmp / "samples.txt").write_text("x")
+    (tmp / "broken.csv").write_text("sample_id,text\n1,a,b,c\n2\n")
+    pl.DataFrame({"sample_id": ["a"], "words": ["b"]}).write_parquet(tmp / "nocols.parquet")
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "notes.txt").write_text("mine")
+    truncated = tmp / "truncated" / "step-000100"
+    shutil.copytree(run / "step-000100", truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    base = make_samples(3)
+    base.with_columns(pl.lit(None, pl.String).alias("domain")).write_parquet(tmp / "nulls.parquet")
+    base.with_columns(pl.lit("Train").alias("split")).write_parquet(tmp / "split.parquet")
+    ok = ["--samples", str(samples), "--out", str(tmp / "store")]
+    return {
+        "missing file": ([str(run), "--samples", f"{tmp}/missing.parquet"], "missing.parquet"),
+        "unknown suffix": ([str(run), "--samples", f"{tmp}/samples.txt"], ".parquet, .csv"),
+        "folder as samples": ([str(run), "--samples", str(tmp)], "is a folder"),
+        "malformed csv": ([str(run), "--samples", f"{tmp}/broken.csv"], "broken.csv"),
+        "missing column": ([str(run), "--samples", f"{tmp}/nocols.parquet"], "lacks column"),
+        "unknown revision": ([str(run), *ok, "--revisions", "step-999999"], "step-999999"),
+        "damaged weights": ([str(truncated), *ok], "cannot load the model"),
+        "no cuda": ([str(run), *ok, "--device", "cuda"], "no CUDA GPU"),
+        "unknown device": ([str(run), *ok, "--device", "tpu9"], "unknown device"),
+        "hub offline": (["someone/some-moe", *ok], "HF_HUB_OFFLINE"),
+        "not a store": (
+            [str(run), "--samples", str(samples), "--out", str(tmp / "mine")],
+            "not a grokviz trace store",
+        ),
+        "unknown select": ([str(run), *ok, "--select", "s99"], "s99"),
+        "batch size": ([str(run), *ok, "--batch-size", "0"], "batch_size"),
+        "max length": ([str(run), *ok, "--max-length", "1"], "max_length"),
+        "null domain": ([str(run), "--samples", f"{tmp}/nulls.parquet"], "null domain"),
+        "odd split": ([str(run), "--samples", f"{tmp}/split.parquet"], "did you mean 'train'"),
+        "unwritable out": (
+            [str(run), "--samples", str(samples), "--out", "/proc/x"],
+            "cannot create",
+        ),
+        "hub revision offline": (["someone/some-moe@step5", *ok], "HF_HUB_OFFLINE"),
+    }
+
+
+BAD_INPUTS = [
+    "missing file",
+    "unknown suffix",
+    "folder as samples",
+    "malformed csv",
+    "missing column",
+    "unknown revision",
+    "damaged weights",
+    "no cuda",
+    "unknown device",
+    "hub offline",
+    "not a store",
+    "unknown select",
+    "batch size",
+    "max length",
+    "null domain",
+    "odd split",
+    "unwritable out",
+    "hub revision offline",
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_cli_errors_are_one_line_without_a_traceback(
+    setup: tuple[Path, Path], tmp_path: Path, capsys, case: str
 ) -> None:
     run, samples = setup
-    (tmp_path / "samples.txt").write_text("x")
-    args = [a.format(tmp=tmp_path, samples=samples) for a in args]
-    assert main([str(run), *args, "--out", str(tmp_path / "store"), "--no-progress"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("grokviz trace: error:")
-    assert message in err[0]
+    args, message = _bad_inputs(tmp_path, run, samples)[case]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "store")]
+    assert cli_main(["trace", *args, "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    # progress lines ("grokviz: ...") aside, the failure is one line
+    err = [line for line in captured.err.strip().splitlines() if not line.startswith("grokviz: ")]
+    assert len(err) == 1 and err[0].startswith("grokviz trace: error:"), captured.err
+    assert message in err[0] and "Traceback" not in captured.err
+
+
+def test_an_unexpected_failure_is_one_line_and_debug_shows_it(
+    setup: tuple[Path, Path], tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import grokviz.tracing
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(grokviz.tracing, "trace", broken)
+    run, samples = setup
+    argv = ["trace", str(run), "--samples", str(samples), "--out", str(tmp_path / "s")]
+    assert cli_main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unexpected ZeroDivisionError: a bug" in err
+    assert "--debug" in err and "Traceback" not in err
+    assert cli_main([*argv, "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_cli_dense_checkpoint_is_a_clean_error(tmp_path: Path, capsys) -> None:
@@ -107,7 +191,7 @@ def test_cli_dense_checkpoint_is_a_clean_error(tmp_path: Path, capsys) -> None:
     samples = tmp_path / "samples.parquet"
     make_samples(2).write_parquet(samples)
     argv = [str(dense), "--samples", str(samples), "--out", str(tmp_path / "s"), "--no-progress"]
-    assert main(argv) == 2
+    assert cli_main(["trace", *argv]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "llama" in err
 
@@ -154,13 +238,15 @@ def test_killed_run_resumes_without_recomputing(
         assert main([*argv, "--no-progress"]) == 0
     for label, parts in done_before.items():
         n = len(parts)
+        if n == 0:  # recorded when the run started, nothing traced yet: nothing to say
+            continue
         said = f"all {n}" if n == N_SAMPLES else f"{n} of {N_SAMPLES}"
         assert any(f"{label}: {said} parts already traced" in r.message for r in caplog.records)
     after = _mtimes(store)
     for label, parts in done_before.items():
         for shard in parts:
             for table in ("losses", "routing", "token_routing"):
-                name = f"{label}/{table}-{shard:05d}.parquet"
+                name = f"{label}/{table}-{int(shard):05d}.parquet"
                 assert after[name] == mtimes[name], f"{name} was recomputed"
     assert len(after) == 3 * total
 

@@ -95,7 +95,7 @@ def test_losses_and_routing_match_transformers(model_type: str) -> None:
 def test_tables_follow_the_schemas() -> None:
     got = _run(tiny_moe("olmoe"), _samples(), select=["num"])
     for name, table in [
-        ("losses", schema.LOSSES),
+        ("losses", {**schema.LOSSES, **schema.TRACE_FLAGS}),
         ("routing", schema.ROUTING),
         ("token_routing", schema.TOKEN_ROUTING),
     ]:
@@ -244,3 +244,51 @@ def test_model_is_left_in_its_training_mode() -> None:
     model = tiny_moe().train()
     _run(model, _samples())
     assert model.training
+
+
+def test_one_token_samples_have_null_loss_and_are_not_flagged() -> None:
+    samples = pl.DataFrame(
+        {"sample_id": ["one", "two"], "text": ["", "ab"], "domain": "x", "split": "train"}
+    )
+    got = _run(tiny_moe("olmoe"), samples)["losses"].sort("sample_id")
+    # "" encodes to the BOS token alone: nothing to predict
+    assert got["loss"].to_list()[0] is None and got["loss"][1] is not None
+    assert got["nonfinite"].to_list() == [False, False]
+
+
+def test_non_finite_outputs_are_flagged_not_stored_as_nulls(tmp_path) -> None:
+    """A NaN model output stored every loss as null with exit 0 and no warning."""
+    from grokviz.errors import NonFiniteError
+    from grokviz.store import TraceStore
+    from grokviz.tracing import Checkpoint, trace
+
+    model = tiny_moe("olmoe")
+    with torch.no_grad():
+        model.model.embed_tokens.weight[5:] = float("nan")  # any text past <unk> goes NaN
+    texts = {k: v for k, v in TEXTS.items() if v}  # every sample has tokens past BOS
+    samples = _samples(texts)
+    checkpoint = Checkpoint("broken", label="step-000001", step=1, sha="f" * 64)
+    with pytest.warns(UserWarning, match=r"step-000001.*non-finite.*flagged"):
+        store = trace(
+            model,
+            samples,
+            tmp_path / "s",
+            tokenizer=char_tokenizer(),
+            checkpoint=checkpoint,
+            progress=False,
+        )
+    losses = store.losses()
+    assert losses["nonfinite"].all() and losses["loss"].null_count() == 0
+    assert losses["loss"].is_nan().all()
+    assert TraceStore.open(tmp_path / "s").checkpoints()["nonfinite"].to_list() == [len(texts)]
+    with pytest.raises(NonFiniteError, match=r"step-000001.*nothing of the shard was written"):
+        trace(
+            model,
+            samples,
+            tmp_path / "e",
+            tokenizer=char_tokenizer(),
+            checkpoint=checkpoint,
+            on_nonfinite="error",
+            progress=False,
+        )
+    assert TraceStore.open(tmp_path / "e").checkpoints()["parts_done"].to_list() == [0]

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grokviz.cli import read_table
+from grokviz.cli._common import add_debug, read_table
+from grokviz.errors import InputError
 
 _EPILOG = """\
 examples:
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="torch device for distances (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of pair sampling and bootstrap")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_debug(parser)
     return parser
 
 
@@ -56,7 +58,7 @@ def _write_table(frame: Any, path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in {".parquet", ".csv"}:
         msg = f"cannot write {str(path)!r}: use a .parquet or .csv file name"
-        raise ValueError(msg)
+        raise InputError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".parquet":
         frame.write_parquet(path)
@@ -83,60 +85,51 @@ def summary(metrics: Any) -> Any:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
-    try:
-        import polars as pl
+    import polars as pl
 
-        from grokviz.errors import GrokvizError
-        from grokviz.metrics import analyze, correlate
+    from grokviz.metrics import analyze, correlate
 
-        if args.out is not None and args.out.suffix.lower() not in {".parquet", ".csv"}:
-            msg = f"cannot write {str(args.out)!r}: use a .parquet or .csv file name"
-            raise ValueError(msg)
-        accuracy = None if args.accuracy is None else read_table(args.accuracy, what="accuracy")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            metrics = analyze(
-                args.store,
-                accuracy=accuracy,
-                tau=args.tau,
-                top_k=args.top_k,
-                unit=args.unit,
-                eps=args.eps,
-                delta=args.delta,
-                memorized_only=not args.all_samples,
-                n_pairs=args.n_pairs,
-                per_layer=args.per_layer,
-                seed=args.seed,
-                device=args.device,
-                progress=not args.no_progress,
-            )
-        for w in caught:  # one line each, not Python's two-line source display
-            print(f"grokviz metrics: warning: {w.message}", file=sys.stderr)
-        columns = ["group", "metric", "task", "pearson_r", "pearson_p", "spearman_r", "spearman_p"]
-        with pl.Config(
-            tbl_rows=500,
-            tbl_cols=40,
-            tbl_width_chars=200,
-            float_precision=4,
-            tbl_formatting="ASCII_MARKDOWN",
-            tbl_hide_dataframe_shape=True,
-            tbl_hide_column_data_types=True,
-        ):
-            print(summary(metrics))
-            if accuracy is not None:
-                corr = correlate(metrics, accuracy, from_step=args.from_step)
-                print("\ncorrelation with accuracy across checkpoints:")
-                print(corr.select(*columns, "r2", "n"))
-        if args.out is not None:
-            _write_table(metrics, args.out)
-            print(f"wrote {metrics.height} rows to {args.out}")
-    except (GrokvizError, ValueError, KeyError, FileNotFoundError, ImportError) as exc:
-        text = str(exc).strip().strip("'\"").replace("\n", " ")
-        print(f"grokviz metrics: {text}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("grokviz metrics: interrupted", file=sys.stderr)
-        return 130
+    if args.out is not None and args.out.suffix.lower() not in {".parquet", ".csv"}:
+        msg = f"cannot write {str(args.out)!r}: use a .parquet or .csv file name"
+        raise InputError(msg)
+    accuracy = None if args.accuracy is None else read_table(args.accuracy, what="accuracy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = analyze(
+            args.store,
+            accuracy=accuracy,
+            tau=args.tau,
+            top_k=args.top_k,
+            unit=args.unit,
+            eps=args.eps,
+            delta=args.delta,
+            memorized_only=not args.all_samples,
+            n_pairs=args.n_pairs,
+            per_layer=args.per_layer,
+            seed=args.seed,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    for w in caught:  # one line each, not Python's two-line source display
+        print(f"grokviz metrics: warning: {w.message}", file=sys.stderr)
+    columns = ["group", "metric", "task", "pearson_r", "pearson_p", "spearman_r", "spearman_p"]
+    with pl.Config(
+        tbl_rows=500,
+        tbl_cols=40,
+        tbl_width_chars=200,
+        float_precision=4,
+        tbl_formatting="ASCII_MARKDOWN",
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+    ):
+        print(summary(metrics))
+        if accuracy is not None:
+            corr = correlate(metrics, accuracy, from_step=args.from_step)
+            print("\ncorrelation with accuracy across checkpoints:")
+            print(corr.select(*columns, "r2", "n"))
+    if args.out is not None:
+        _write_table(metrics, args.out)
+        print(f"wrote {metrics.height} rows to {args.out}")
     return 0
 
 

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import warnings
 from pathlib import Path
-from typing import Any
 
-from grokviz.cli import read_table
-from grokviz.errors import GrokvizError
+from grokviz.cli._common import add_debug, read_table, split_list
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _EPILOG = """\
@@ -19,7 +15,8 @@ examples:
   grokviz trace allenai/OLMoE-1B-7B-0924 --revisions step5000-tokens20B,step10000-tokens41B \\
       --samples samples.jsonl --out traces/olmoe --device cuda --dtype bfloat16
 
-Re-running the same command resumes: finished (checkpoint, shard) parts are skipped.
+Re-running the same command resumes: finished (checkpoint, shard) parts are skipped, and parts
+found damaged are traced again. Several runs of it on one store share the work.
 """
 
 
@@ -51,6 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", choices=_DTYPES, default="auto", help="weights precision")
     parser.add_argument(
+        "--on-nonfinite",
+        choices=("warn", "error"),
+        default="warn",
+        help="non-finite losses or routing: store them flagged and warn (default), or stop",
+    )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return when the free units are done, without waiting for other processes' units",
+    )
+    parser.add_argument(
         "--allow-pickle", action="store_true", help="allow loading pickle (.bin) weights"
     )
     parser.add_argument(
@@ -58,64 +66,52 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
+    add_debug(parser)
     return parser
 
 
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
 def _run(args: argparse.Namespace) -> int:
+    import logging
+
     from grokviz.tracing import list_checkpoints, trace
 
+    logging.getLogger("grokviz").setLevel(logging.WARNING if args.quiet else logging.INFO)
     samples = read_table(args.samples, what="samples")
-    revisions = _split(args.revisions) or None
+    revisions = split_list(args.revisions) or None
     checkpoints = []
     for source in args.checkpoints:
         checkpoints += list_checkpoints(source, revisions=revisions)
-    dtype = None
-    if args.dtype != "auto":
-        import torch
-
-        dtype = getattr(torch, args.dtype)
     store = trace(
         checkpoints,
         samples,
         args.out,
-        select=_split(args.select),
+        select=split_list(args.select),
         batch_size=args.batch_size,
         max_length=args.max_length,
         device=args.device,
-        dtype=dtype,
+        dtype=None if args.dtype == "auto" else args.dtype,
         shard_size=args.shard_size,
+        on_nonfinite=args.on_nonfinite,
+        wait=not args.no_wait,
         progress=not args.no_progress,
         allow_pickle=args.allow_pickle,
         trust_remote_code=args.trust_remote_code,
     )
     if not args.quiet:
-        frame = store.checkpoints()
+        frame = store.refresh().checkpoints()
         done = int((frame["parts_done"] == frame["parts_total"]).sum())
-        print(f"trace store {store.path}: {done} of {frame.height} checkpoint(s) complete")
+        line = f"trace store {store.path}: {done} of {frame.height} checkpoint(s) complete"
+        if done < frame.height:
+            line += "; other processes are still tracing, or run the same command again"
+        print(line)
     return 0
-
-
-def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
-    # a user of the command wants the message, not the source line that issued it
-    print(f"grokviz: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
     """Run ``grokviz trace`` with command-line arguments ``argv``; return the exit status."""
     args = _parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("grokviz: %(message)s"))
-    log = logging.getLogger("grokviz")
-    log.addHandler(handler)
-    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            return _run(args)
+        return _run(args)
     except KeyboardInterrupt:
         print(
             f"\ngrokviz trace: interrupted. Finished parts are saved in {str(args.out)!r}; "
@@ -123,9 +119,3 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
-    except (GrokvizError, ValueError, FileNotFoundError) as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the message's layout
-        print(f"grokviz trace: error: {message}", file=sys.stderr)
-        return 2
-    finally:
-        log.removeHandler(handler)

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz.errors import EmptyInputError, TraceStoreError
+from grokviz.errors import EmptyInputError, StoreDamagedError, TraceStoreError
 from grokviz.metrics.onsets import memorization_onsets
 from grokviz.metrics.stats import bootstrap_mean
 
@@ -51,11 +51,9 @@ class TraceSource(Protocol):
 
 
 def _open(store: Any) -> Any:
-    if isinstance(store, str | Path):
-        from grokviz.store import TraceStore
+    from grokviz.store import as_store
 
-        return TraceStore.open(store)
-    return store
+    return as_store(store)
 
 
 def _group_kinds(groups: str | Sequence[str]) -> list[str]:
@@ -198,6 +196,10 @@ def analyze(
     from grokviz.metrics.consistency import consistency as consistency_of
     from grokviz.metrics.consistency import routing_entropy
 
+    if device is not None:
+        from grokviz.tracing import resolve_device
+
+        device = resolve_device(device)  # a missing GPU is said before any work
     src = _open(store)
     kinds = _group_kinds(groups)
     ckpts = schema.conform(src.checkpoints(), schema.CHECKPOINTS, name="checkpoints").sort("step")
@@ -205,6 +207,10 @@ def analyze(
         msg = "the trace store has no checkpoints; trace some first (grokviz trace)"
         raise EmptyInputError(msg)
     losses = schema.conform(src.losses(), schema.LOSSES, name="losses")
+    _warn_partial(ckpts)
+    nonfinite = _nonfinite(losses)
+    if accuracy is not None:
+        _warn_unknown_checkpoints(accuracy, ckpts)
     samples = src.samples()
     # stores whose samples carry no "train" split (e.g. all unlabelled) count every sample
     split = (
@@ -227,11 +233,14 @@ def analyze(
         weights = np.asarray(weights)
         if layer_idx is not None:
             weights = weights[:, layer_idx, :]
-        pos = {s: i for i, s in enumerate(got)}
+        skip = nonfinite.get(label, set())
+        pos = {s: i for i, s in enumerate(got) if s not in skip}
         cons = None
         try:
             routers = np.asarray(src.router_array(label))
-        except (TraceStoreError, KeyError, FileNotFoundError) as exc:  # traced without routers
+        except StoreDamagedError:
+            raise  # a store that should have them: its message says how to repair it
+        except (TraceStoreError, KeyError, FileNotFoundError) as exc:  # a source without routers
             if not warned_routers:
                 warnings.warn(
                     f"no router weights for checkpoint {label!r} ({exc}); "
@@ -256,7 +265,9 @@ def analyze(
             if cons is not None:
                 means["consistency"] = cons[idx]
                 means["complexity"] = 1.0 - cons[idx]
-            group_loss = [loss_of[s] for s in sample_ids if loss_of.get(s) is not None]
+            group_loss = [
+                loss_of[s] for s in sample_ids if loss_of.get(s) is not None and s not in skip
+            ]
             means["loss"] = np.asarray(group_loss, dtype=np.float64)
             for metric, values in means.items():
                 if values.size:
@@ -284,6 +295,57 @@ def analyze(
         ]
     out = pl.DataFrame(rows, schema=schema.METRICS)
     return out.sort("step", "group", "metric")
+
+
+def _warn_partial(ckpts: pl.DataFrame) -> None:
+    """Say which checkpoints are only partly traced (a store's checkpoints table tells)."""
+    if not {"parts_done", "parts_total"} <= set(ckpts.columns):
+        return
+    partial = ckpts.filter(pl.col("parts_done") < pl.col("parts_total"))
+    if partial.height == 0:
+        return
+    shown = ", ".join(
+        f"{r['checkpoint']} ({r['parts_done']} of {r['parts_total']} parts)"
+        for r in partial.head(3).iter_rows(named=True)
+    )
+    more = f" and {partial.height - 3} more" if partial.height > 3 else ""
+    warnings.warn(
+        f"{partial.height} checkpoint(s) are only partly traced: {shown}{more}; their metrics "
+        "cover only the traced samples. Run the same `grokviz trace` command again to finish them.",
+        stacklevel=3,
+    )
+
+
+def _nonfinite(losses: pl.DataFrame) -> dict[str, set[str]]:
+    """Checkpoint -> samples whose trace was not finite (left out there), with one warning."""
+    if "nonfinite" not in losses.columns:
+        return {}
+    bad = losses.filter(pl.col("nonfinite").fill_null(False))
+    if bad.height == 0:
+        return {}
+    out: dict[str, set[str]] = {}
+    for label, sid in bad.select("checkpoint", "sample_id").iter_rows():
+        out.setdefault(label, set()).add(sid)
+    warnings.warn(
+        f"{bad.height} (checkpoint, sample) pair(s) in {len(out)} checkpoint(s) have non-finite "
+        f"losses or routing weights (e.g. {sorted(out)[0]}: {sorted(out[sorted(out)[0]])[:3]}); "
+        "those samples are left out of that checkpoint's metrics",
+        stacklevel=3,
+    )
+    return out
+
+
+def _warn_unknown_checkpoints(accuracy: Any, ckpts: pl.DataFrame) -> None:
+    acc = schema.conform(accuracy, schema.ACCURACY, name="accuracy")
+    unknown = sorted(set(acc["checkpoint"].to_list()) - set(ckpts["checkpoint"].to_list()))
+    if unknown:
+        warnings.warn(
+            f"the accuracy table names {len(unknown)} checkpoint(s) the trace store lacks "
+            f"({unknown[:5]}); their accuracy is kept, but there are no metrics to correlate "
+            f"it with. The store has {ckpts['checkpoint'].to_list()[:5]}"
+            + (" ..." if ckpts.height > 5 else ""),
+            stacklevel=3,
+        )
 
 
 def _distances(

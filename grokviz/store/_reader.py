@@ -1,28 +1,10 @@
-"""The on-disk trace store: a folder of Parquet parts and a manifest (see DESIGN.md §2).
+"""Reading a trace store: :class:`TraceStore` opens one and serves its tables and arrays.
 
-Layout::
-
-    STORE/
-      manifest.json             format version, samples hash, tracing params, shards, checkpoints
-      samples.parquet           the samples, in store order (shards are ranges of this order)
-      <checkpoint>/             one folder per checkpoint label
-        routers.parquet         schema.ROUTERS: router weight rows (expert embeddings)
-        losses-00000.parquet    schema.LOSSES rows of shard 0
-        routing-00000.parquet   schema.ROUTING rows of shard 0
-        token_routing-00000.parquet
-
-Every file is written atomically (:mod:`grokviz.store._files`: temporary file in the same folder, fsync,
-``os.replace``) and the manifest is rewritten after each finished part, so an interrupted run never
-leaves a half written file and only parts listed in the manifest are ever read. Files of a part
-that is not in the manifest (an interrupted run) are overwritten when the part is computed again.
-
-A store holds one sample set traced with one set of parameters (``max_length``, ``select``,
-``dtype``). Re-tracing with a sample set that *adds* samples to the stored ones (same ids, same
-texts) appends them as new shards; anything else needs a new store folder.
-
-This module holds :class:`TraceStore`'s opening and reading; the file names and sample-set
-checks are in :mod:`grokviz.store._format`, and what the tracer calls to write a store in
-:mod:`grokviz.store._writer` (a mixin of :class:`TraceStore`).
+Only files the manifest lists are ever read, so a part an interrupted run left half done is
+invisible. Each file is checked cheaply as it is read: it must exist and have the size the
+manifest recorded, so a truncated or replaced file is named rather than read as if whole. The
+full check, every file's SHA-256 and the identity in its metadata, is :meth:`TraceStore.verify`'s
+(see :mod:`grokviz.store._verify`); a trace that resumes a store runs it too.
 """
 
 from __future__ import annotations
@@ -31,45 +13,81 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz.errors import TraceStoreError
-from grokviz.store._files import write_parquet
-from grokviz.store._format import (
-    FORMAT,
-    MANIFEST,
-    ROUTERS_FILE,
-    SAMPLES_FILE,
-    VERSION,
-    part_name,
-    samples_hash,
+from grokviz.errors import (
+    NotAStoreError,
+    StoreDamagedError,
+    TraceStoreError,
+    UnknownCheckpointError,
+    UnknownSampleError,
 )
-from grokviz.store._writer import _StoreWriter
+from grokviz.store._format import FORMAT, MANIFEST, ROUTERS_FILE, VERSION, part_name
 
-_RERUN = "delete it and re-run `grokviz trace` with the same arguments, which recomputes it"
-
-
-# ---------------------------------------------------------------------------------------------
-# the store
+if TYPE_CHECKING:
+    from grokviz.store._verify import VerifyReport
 
 
-class TraceStore(_StoreWriter):
+def repair_advice(path: Path) -> str:
+    """What to run to repair the store at ``path`` (used at the end of every damage message)."""
+    return (
+        f"run `grokviz verify {str(path)!r} --repair` (or the same `grokviz trace` command "
+        "again), which recomputes exactly the damaged parts"
+    )
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of the store in ``folder``, checked for format and version."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        what = "folder does not exist" if not folder.exists() else f"folder has no {MANIFEST}"
+        msg = (
+            f"no trace store at {str(folder)!r}: the {what}. Create one with "
+            f"`grokviz trace CHECKPOINTS --samples SAMPLES --out {folder}` or "
+            "grokviz.trace(checkpoints, samples, store)."
+        )
+        raise NotAStoreError(msg)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        msg = (
+            f"cannot read {manifest_path}: {exc}. The store's index is damaged; its parts cannot "
+            "be told apart from a half-written run, so trace into a new folder."
+        )
+        raise StoreDamagedError(msg) from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        msg = f"{manifest_path} is not a grokviz trace store manifest"
+        raise NotAStoreError(msg)
+    if manifest.get("version") != VERSION:
+        msg = (
+            f"{manifest_path} has trace store format version {manifest.get('version')!r}; this "
+            f"grokviz reads version {VERSION}. Trace into a new folder with this grokviz."
+        )
+        raise TraceStoreError(msg)
+    return manifest
+
+
+class TraceStore:
     """A trace store on disk: per-checkpoint losses, routing and router weights of a sample set.
 
-    Open one with :meth:`TraceStore.open`; :func:`grokviz.trace` creates and fills them.
+    Open one with :meth:`TraceStore.open`; :func:`grokviz.trace` creates and fills them, and
+    :class:`~grokviz.store.StoreWriter` writes them for other tracers (a training monitor, a Ray
+    worker). A store another process is still writing can be read at any time:
+    :meth:`refresh` picks up what it has finished since.
 
     Examples
     --------
-    >>> store = TraceStore.open("traces/olmoe")  # doctest: +SKIP
-    >>> store.checkpoints()["checkpoint"].to_list()  # doctest: +SKIP
-    ['step-1000', 'step-2000']
-    >>> g, ids = store.routing_array("step-2000")  # doctest: +SKIP
-    >>> g.shape  # doctest: +SKIP
-    (200, 16, 64)
+    >>> store = TraceStore.open("data/samples/toy/trace")
+    >>> store.checkpoints()["checkpoint"].to_list()[:2]  # doctest: +ELLIPSIS
+    ['step-...', 'step-...']
+    >>> g, ids = store.routing_array(store.checkpoints()["checkpoint"][-1])
+    >>> g.shape == (len(ids), store.manifest["series"]["num_layers"],
+    ...             store.manifest["series"]["num_experts"])  # [samples, MoE layers, experts]
+    True
     """
 
     path: Path
@@ -78,7 +96,7 @@ class TraceStore(_StoreWriter):
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
         self.manifest = manifest
-        self._valid: set[tuple[str, int, int]] = set()
+        self._checked: set[tuple[str, int, int]] = set()
 
     def __repr__(self) -> str:
         n = len(self.manifest["checkpoints"])
@@ -86,49 +104,41 @@ class TraceStore(_StoreWriter):
             f"TraceStore({str(self.path)!r}, samples={self.manifest['n_samples']}, checkpoints={n})"
         )
 
-    # -- opening --------------------------------------------------------------------------
-
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> TraceStore:
         """Open the trace store in folder ``path``.
 
         Raises
         ------
-        TraceStoreError
-            The folder or its ``manifest.json`` is missing or unreadable.
+        NotAStoreError
+            The folder or its ``manifest.json`` is missing, or is not a grokviz store's.
+        StoreDamagedError
+            The manifest cannot be read.
 
         Examples
         --------
-        >>> TraceStore.open("traces/olmoe")  # doctest: +SKIP
-        TraceStore('traces/olmoe', samples=200, checkpoints=2)
+        >>> TraceStore.open("data/samples/toy/trace")  # doctest: +ELLIPSIS
+        TraceStore('data/samples/toy/trace', samples=..., checkpoints=...)
         """
         folder = Path(path)
-        manifest_path = folder / MANIFEST
-        if not manifest_path.is_file():
-            what = "folder" if not folder.exists() else f"{MANIFEST} in folder"
-            msg = (
-                f"no trace store at {str(folder)!r}: the {what} does not exist. Create one with "
-                f"`grokviz trace CHECKPOINTS --samples SAMPLES --out {folder}` "
-                "or grokviz.trace.trace(checkpoints, samples, store)."
-            )
-            raise TraceStoreError(msg)
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            msg = f"cannot read {manifest_path}: {exc}. The store is damaged; trace into a new folder."
-            raise TraceStoreError(msg) from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            msg = f"{manifest_path} is not a grokviz trace store manifest"
-            raise TraceStoreError(msg)
-        if manifest.get("version") != VERSION:
-            msg = (
-                f"{manifest_path} has trace store format version {manifest.get('version')!r}; "
-                f"this grokviz reads version {VERSION}. Re-trace into a new folder or change grokviz."
-            )
-            raise TraceStoreError(msg)
-        return cls(folder, manifest)
+        return cls(folder, read_manifest(folder))
+
+    def refresh(self) -> TraceStore:
+        """Re-read the manifest, to see what writers have finished since; returns ``self``."""
+        self.manifest = read_manifest(self.path)
+        return self
 
     # -- metadata -------------------------------------------------------------------------
+
+    @property
+    def store_id(self) -> str:
+        """The store's identity, written into its manifest and into every one of its files."""
+        return str(self.manifest["store_id"])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The tracing parameters every checkpoint of this store was traced with."""
+        return dict(self.manifest["params"])
 
     def _entries(self) -> list[dict[str, Any]]:
         entries = list(self.manifest["checkpoints"].values())
@@ -140,28 +150,29 @@ class TraceStore(_StoreWriter):
         if entry is None:
             known = [e["label"] for e in self._entries()]
             msg = f"checkpoint {checkpoint!r} is not in trace store {str(self.path)!r}; it has {known}"
-            raise KeyError(msg)
+            raise UnknownCheckpointError(msg)
         return entry
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The tracing parameters every checkpoint of this store was traced with."""
-        return dict(self.manifest["params"])
 
     def checkpoints(self) -> pl.DataFrame:
         """The store's checkpoints (``schema.CHECKPOINTS`` plus model columns), in step order.
 
         The extra columns are ``model_type``, ``num_layers`` (MoE layers), ``num_experts``,
-        ``top_k``, ``parts_done`` and ``parts_total``.
+        ``top_k``, ``parts_done``, ``parts_total``, ``samples_done`` (samples in finished
+        parts) and ``nonfinite`` (samples whose loss or routing was not finite).
 
         Examples
         --------
-        >>> store.checkpoints().select("checkpoint", "step")  # doctest: +SKIP
+        >>> frame = store.checkpoints()
+        >>> frame.columns[:6]
+        ['checkpoint', 'step', 'tokens', 'source', 'revision', 'sha']
+        >>> bool((frame["parts_done"] == frame["parts_total"]).all())  # every part traced
+        True
         """
         rows = []
-        n_shards = len(self.manifest["shards"])
+        shards = self.manifest["shards"]
         for e in self._entries():
             model = e.get("model") or {}
+            parts = e["parts"]
             rows.append(
                 {
                     **{k: e[k] for k in ("step", "tokens", "source", "revision", "sha")},
@@ -170,8 +181,10 @@ class TraceStore(_StoreWriter):
                     "num_layers": model.get("num_layers"),
                     "num_experts": model.get("num_experts"),
                     "top_k": model.get("top_k"),
-                    "parts_done": len(e["parts"]),
-                    "parts_total": n_shards,
+                    "parts_done": len(parts),
+                    "parts_total": len(shards),
+                    "samples_done": sum(shards[int(s)][1] - shards[int(s)][0] for s in parts),
+                    "nonfinite": sum(int(p.get("nonfinite", 0)) for p in parts.values()),
                 }
             )
         extra = {
@@ -181,67 +194,83 @@ class TraceStore(_StoreWriter):
             "top_k": pl.Int32(),
             "parts_done": pl.Int32(),
             "parts_total": pl.Int32(),
+            "samples_done": pl.Int64(),
+            "nonfinite": pl.Int64(),
         }
-        frame_schema = {**schema.CHECKPOINTS, **extra}
-        return pl.DataFrame(rows, schema=frame_schema, orient="row")
+        return pl.DataFrame(rows, schema={**schema.CHECKPOINTS, **extra}, orient="row")
 
     def samples(self) -> pl.DataFrame:
-        """The store's samples (``schema.SAMPLES`` and any extra columns), in store order."""
-        return self._read(self.path / SAMPLES_FILE, schema.SAMPLES, name="samples")
+        """The store's samples (``schema.SAMPLES`` and any extra columns), in store order.
 
-    # -- tables ---------------------------------------------------------------------------
+        Examples
+        --------
+        >>> store.samples().columns[:4]
+        ['sample_id', 'text', 'domain', 'split']
+        """
+        frames = []
+        for sample_set in self.manifest["sample_sets"]:
+            file = self.path / sample_set["file"]
+            frames.append(self._read(file, sample_set, schema.SAMPLES, name="samples"))
+        if not frames:
+            return pl.DataFrame(schema=schema.SAMPLES)
+        return pl.concat(frames, how="diagonal_relaxed")
 
-    def _files(self, table: str, checkpoints: Sequence[str] | None = None) -> list[Path]:
+    # -- files ------------------------------------------------------------------------------
+
+    def _files(
+        self, table: str, checkpoints: Sequence[str] | None = None
+    ) -> list[tuple[Path, dict[str, Any]]]:
+        """The files of ``table`` the manifest lists, with their records, in step order."""
         labels = [e["label"] for e in self._entries()] if checkpoints is None else checkpoints
         files = []
         for label in labels:
             entry = self._entry(label)
+            folder = self.path / entry["dir"]
             if table == "routers":
                 if entry.get("routers"):
-                    files.append(self.path / entry["dir"] / ROUTERS_FILE)
+                    files.append((folder / ROUTERS_FILE, entry["routers"]))
                 continue
-            files += [self.path / entry["dir"] / part_name(table, s) for s in entry["parts"]]
+            for shard in sorted(entry["parts"], key=int):
+                record = entry["parts"][shard][table]
+                files.append((folder / part_name(table, int(shard)), record))
         return files
 
-    def _validate(self, file: Path) -> None:
+    def _check(self, file: Path, record: Mapping[str, Any]) -> None:
+        """Cheap check before reading: the file exists with the size the manifest recorded."""
         try:
             st = file.stat()
         except FileNotFoundError:
-            msg = f"trace store part {file} is listed in the manifest but missing: re-run `grokviz trace` with the same arguments, which recomputes it"
-            raise TraceStoreError(msg) from None
+            msg = f"trace store file {file} is listed in the manifest but missing; {repair_advice(self.path)}"
+            raise StoreDamagedError(msg) from None
         key = (str(file), st.st_size, st.st_mtime_ns)
-        if key in self._valid:
+        if key in self._checked:
             return
-        try:
-            pl.read_parquet_schema(file)
-        except Exception as exc:
-            raise self._corrupt(file, exc) from exc
-        self._valid.add(key)
+        if st.st_size != record["size"]:
+            msg = (
+                f"trace store file {file} is damaged: {st.st_size} bytes where "
+                f"{record['size']} were written; {repair_advice(self.path)}"
+            )
+            raise StoreDamagedError(msg)
+        self._checked.add(key)
 
-    @staticmethod
-    def _corrupt(file: Path, exc: BaseException) -> TraceStoreError:
-        msg = f"trace store part {file} is corrupt ({exc}); {_RERUN}"
-        return TraceStoreError(msg)
+    def _damaged(self, file: Path, exc: BaseException) -> StoreDamagedError:
+        msg = f"trace store file {file} is damaged ({exc}); {repair_advice(self.path)}"
+        return StoreDamagedError(msg)
 
     def _read(
-        self, file: Path, table_schema: Mapping[str, pl.DataType], *, name: str
+        self,
+        file: Path,
+        record: Mapping[str, Any],
+        table_schema: Mapping[str, pl.DataType],
+        *,
+        name: str,
     ) -> pl.DataFrame:
-        self._validate(file)
+        self._check(file, record)
         try:
             frame = pl.read_parquet(file)
         except Exception as exc:
-            raise self._corrupt(file, exc) from exc
+            raise self._damaged(file, exc) from exc
         return schema.conform(frame, table_schema, name=name)
-
-    def _scan(
-        self, table: str, table_schema: Mapping[str, pl.DataType], checkpoints: Sequence[str] | None
-    ) -> pl.LazyFrame:
-        files = self._files(table, checkpoints)
-        if not files:
-            return pl.LazyFrame(schema=dict(table_schema))
-        for file in files:
-            self._validate(file)
-        return pl.scan_parquet(files)
 
     def _table(
         self,
@@ -251,19 +280,27 @@ class TraceStore(_StoreWriter):
         lazy: bool,
         checkpoints: Sequence[str] | None = None,
     ) -> pl.DataFrame | pl.LazyFrame:
-        frame = self._scan(table, table_schema, checkpoints)
+        files = self._files(table, checkpoints)
+        if not files:
+            empty = pl.LazyFrame(schema=dict(table_schema))
+            return empty if lazy else empty.collect()
+        for file, record in files:
+            self._check(file, record)
+        frame = pl.scan_parquet([file for file, _ in files])
         if lazy:
             return frame
         try:
             return frame.collect()
         except pl.exceptions.PolarsError as exc:
-            # A part whose footer is fine but whose body is damaged: find it to name it.
-            for file in self._files(table, checkpoints):
+            # A file of the right size whose bytes are damaged: find it, to name it.
+            for file, _ in files:
                 try:
                     pl.read_parquet(file)
                 except Exception as inner:
-                    raise self._corrupt(file, inner) from exc
+                    raise self._damaged(file, inner) from exc
             raise
+
+    # -- tables ---------------------------------------------------------------------------
 
     @overload
     def losses(self, *, lazy: Literal[False] = ...) -> pl.DataFrame: ...
@@ -279,7 +316,9 @@ class TraceStore(_StoreWriter):
 
         Examples
         --------
-        >>> store.losses().group_by("checkpoint").agg(pl.col("loss").mean())  # doctest: +SKIP
+        >>> mean = store.losses().group_by("checkpoint").agg(pl.col("loss").mean())
+        >>> mean.height == store.checkpoints().height
+        True
         """
         return self._table("losses", schema.LOSSES, lazy=lazy)
 
@@ -292,7 +331,9 @@ class TraceStore(_StoreWriter):
 
         Examples
         --------
-        >>> store.routing(lazy=True).filter(pl.col("layer") == 0).collect()  # doctest: +SKIP
+        >>> first = store.routing(lazy=True).select("weights").first().collect()
+        >>> first["weights"].list.len().item() == store.manifest["series"]["num_experts"]
+        True
         """
         return self._table("routing", schema.ROUTING, lazy=lazy)
 
@@ -305,7 +346,8 @@ class TraceStore(_StoreWriter):
 
         Examples
         --------
-        >>> store.token_routing().filter(pl.col("sample_id") == "a")  # doctest: +SKIP
+        >>> store.token_routing().columns[:4]
+        ['checkpoint', 'step', 'sample_id', 'token_index']
         """
         return self._table("token_routing", schema.TOKEN_ROUTING, lazy=lazy)
 
@@ -318,8 +360,10 @@ class TraceStore(_StoreWriter):
 
         Examples
         --------
-        >>> store.routers().filter(pl.col("layer") == 0).height  # doctest: +SKIP
-        64
+        >>> series = store.manifest["series"]
+        >>> store.routers().height == store.checkpoints().height * series["num_layers"] * series[
+        ...     "num_experts"]  # one row per checkpoint, layer and expert
+        True
         """
         return self._table("routers", schema.ROUTERS, lazy=lazy)
 
@@ -342,10 +386,23 @@ class TraceStore(_StoreWriter):
         (weights, sample_ids)
             ``weights[n, l]`` is g_l of sample ``sample_ids[n]``.
 
+        Raises
+        ------
+        UnknownSampleError
+            Some ``sample_ids`` are not in the store, or not traced yet at ``checkpoint``.
+
         Examples
         --------
-        >>> g, ids = store.routing_array("step-2000", sample_ids=["a", "b"])  # doctest: +SKIP
-        >>> g.sum(-1)  # every row sums to 1  # doctest: +SKIP
+        >>> last = store.checkpoints()["checkpoint"][-1]
+        >>> g, ids = store.routing_array(last, sample_ids=["add-0-1", "add-0-2"])
+        >>> ids, g.shape[0]
+        (['add-0-1', 'add-0-2'], 2)
+        >>> bool(np.allclose(g.sum(-1), 1, atol=1e-5))  # every row sums to 1
+        True
+        >>> store.routing_array(last, sample_ids=["nope"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        grokviz.errors.UnknownSampleError: 1 sample id(s) are not in trace store ...
         """
         model = self._entry(checkpoint)["model"]
         n_layers, n_experts = int(model["num_layers"]), int(model["num_experts"])
@@ -359,82 +416,105 @@ class TraceStore(_StoreWriter):
             order = pl.DataFrame({"sample_id": ids}, schema={"sample_id": pl.String()})
             order = order.with_row_index("_order")
             frame = frame.filter(pl.col("sample_id").is_in(ids))
-        got = frame.collect().join(order, on="sample_id", how="inner").sort("_order", "layer")
+        try:
+            got = frame.collect()
+        except pl.exceptions.PolarsError:
+            self._table("routing", schema.ROUTING, lazy=False, checkpoints=[checkpoint])
+            raise  # pragma: no cover - the line above names the damaged file
+        got = got.join(order, on="sample_id", how="inner").sort("_order", "layer")
         counts = got.group_by("sample_id").len()
         if counts.height and (counts["len"].min() != n_layers or counts["len"].max() != n_layers):
-            msg = f"routing of checkpoint {checkpoint!r} in {self.path} has an inconsistent number of layers per sample"
-            raise TraceStoreError(msg)
+            msg = (
+                f"routing of checkpoint {checkpoint!r} in {self.path} has an inconsistent number "
+                f"of layers per sample; {repair_advice(self.path)}"
+            )
+            raise StoreDamagedError(msg)
         traced = got["sample_id"].unique(maintain_order=True).to_list()
         if sample_ids is not None and len(traced) != len(set(sample_ids)):
-            missing = sorted(set(sample_ids) - set(traced))
-            msg = (
-                f"sample(s) {missing[:5]} have no routing for checkpoint {checkpoint!r} in "
-                f"{self.path}: they are not in the store or their shard is not traced yet"
-            )
-            raise KeyError(msg)
+            raise self._unknown(checkpoint, sorted(set(sample_ids) - set(traced)))
         weights = got["weights"].list.to_array(n_experts).to_numpy()
         array = np.ascontiguousarray(weights, dtype=np.float32).reshape(-1, n_layers, n_experts)
         return array, traced
+
+    def _unknown(self, checkpoint: str, missing: list[str]) -> UnknownSampleError:
+        known = set(self.samples()["sample_id"])
+        unknown = [s for s in missing if s not in known]
+        if unknown:
+            msg = (
+                f"{len(unknown)} sample id(s) are not in trace store {str(self.path)!r}: "
+                f"{unknown[:5]}; its samples are TraceStore.open(path).samples()"
+            )
+        else:
+            msg = (
+                f"{len(missing)} sample(s) are not traced yet at checkpoint {checkpoint!r} "
+                f"(e.g. {missing[:5]}): its trace is partial; run the same `grokviz trace` "
+                "command again to finish it"
+            )
+        return UnknownSampleError(msg)
 
     def router_array(self, checkpoint: str) -> np.ndarray:
         """The router weight rows of one checkpoint as a ``[L, K, d]`` float32 array.
 
         Examples
         --------
-        >>> store.router_array("step-2000").shape  # doctest: +SKIP
-        (16, 64, 2048)
+        >>> rows = store.router_array(store.checkpoints()["checkpoint"][-1])
+        >>> rows.shape[:2] == (store.manifest["series"]["num_layers"],
+        ...                    store.manifest["series"]["num_experts"])  # [L, K, d]
+        True
         """
         entry = self._entry(checkpoint)
         if not entry.get("routers"):
-            msg = f"checkpoint {checkpoint!r} has no router weights in {self.path} yet; re-run `grokviz trace`"
-            raise TraceStoreError(msg)
+            msg = (
+                f"checkpoint {checkpoint!r} has no router weights in {self.path} yet; run the "
+                "same `grokviz trace` command again to finish its trace"
+            )
+            raise StoreDamagedError(msg)
         file = self.path / entry["dir"] / ROUTERS_FILE
-        frame = self._read(file, schema.ROUTERS, name="routers").sort("layer", "expert")
+        frame = self._read(file, entry["routers"], schema.ROUTERS, name="routers")
+        frame = frame.sort("layer", "expert")
         n_layers, n_experts = entry["model"]["num_layers"], entry["model"]["num_experts"]
-        rows = frame["vector"].to_list()
-        array = np.asarray(rows, dtype=np.float32)
+        array = np.asarray(frame["vector"].to_list(), dtype=np.float32)
         return array.reshape(n_layers, n_experts, -1)
 
-    # -- opening for writing (grokviz.trace; the writing itself is in _StoreWriter) ---------
+    # -- checking -----------------------------------------------------------------------------
 
-    @classmethod
-    def _prepare(
-        cls,
-        path: str | os.PathLike[str],
-        samples: pl.DataFrame,
-        *,
-        params: dict[str, Any],
-        shard_size: int,
-    ) -> TraceStore:
-        """Create the store at ``path`` or open it for more tracing, checking it matches."""
-        if shard_size < 1:
-            msg = f"shard_size must be at least 1, got {shard_size}"
-            raise ValueError(msg)
-        folder = Path(path)
-        digest = samples_hash(samples)
-        if not (folder / MANIFEST).is_file():
-            if folder.exists() and not folder.is_dir():
-                msg = f"trace store path {str(folder)!r} exists and is not a folder; choose another --out"
-                raise TraceStoreError(msg)
-            folder.mkdir(parents=True, exist_ok=True)
-            n = samples.height
-            store = cls(
-                folder,
-                {
-                    "format": FORMAT,
-                    "version": VERSION,
-                    "samples_hash": digest,
-                    "n_samples": n,
-                    "params": params,
-                    "shards": [[i, min(i + shard_size, n)] for i in range(0, n, shard_size)],
-                    "checkpoints": {},
-                },
-            )
-            write_parquet(folder / SAMPLES_FILE, samples)
-            store._save()
-            return store
-        store = cls.open(folder)
-        store._check_params(params)
-        if store.manifest["samples_hash"] != digest:
-            store._append_samples(samples, shard_size=shard_size)
-        return store
+    def verify(self, *, checksums: bool = True) -> VerifyReport:
+        """Check every file of the store: present, whole, this store's own, and where it belongs.
+
+        Parameters
+        ----------
+        checksums
+            Compare each file's SHA-256 with the manifest's (reads every byte); ``False`` checks
+            sizes and metadata only.
+
+        Returns
+        -------
+        VerifyReport
+            One :class:`~grokviz.store.Problem` per missing, damaged, foreign or partial file;
+            ``report.ok`` when there are none. ``grokviz verify STORE --repair`` fixes them.
+
+        Examples
+        --------
+        >>> store.verify().ok
+        True
+        """
+        from grokviz.store._verify import verify
+
+        return verify(self, checksums=checksums)
+
+
+def as_store(source: Any) -> Any:
+    """The one way in for routing data: a store folder (``str`` or path) or a
+    :class:`TraceStore` gives a :class:`TraceStore`; anything else (a routing frame, a pandas or
+    pyarrow table, an in-memory source) is returned as it is, for the caller to read.
+
+    Examples
+    --------
+    >>> as_store("data/samples/toy/trace").store_id == store.store_id
+    True
+    """
+    if isinstance(source, TraceStore):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return TraceStore.open(source)
+    return source

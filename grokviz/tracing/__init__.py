@@ -9,7 +9,8 @@ in the order data flows through them:
 - loading: load one safely (:func:`load_model`: safetensors only, no remote code unless asked);
 - routing: reach the routers of each MoE architecture (:func:`moe_info`, :func:`capture_routing`);
 - the forward pass and the trace run: :func:`iter_trace` streams one checkpoint's results batch
-  by batch; :func:`trace` fills a resumable :class:`~grokviz.store.TraceStore` from a series.
+  by batch; :func:`trace` fills a resumable :class:`~grokviz.store.TraceStore` from a series,
+  and :func:`repair` recomputes what :meth:`~grokviz.store.TraceStore.verify` found damaged.
 
 Wherever a checkpoint is accepted, a folder, ``"owner/name@revision"`` or a :class:`Checkpoint`
 will do (:func:`as_checkpoint`).
@@ -28,6 +29,8 @@ from grokviz.tracing._checkpoints import (
 )
 from grokviz.tracing._forward import TraceBatch
 from grokviz.tracing._loading import load_model
+from grokviz.tracing._prepare import resolve_device, weights_hash
+from grokviz.tracing._repair import repair
 from grokviz.tracing._routing import (
     SUPPORTED_ARCHITECTURES,
     MoEInfo,
@@ -52,6 +55,9 @@ __all__ = [
     "load_model",
     "moe_info",
     "parse_step",
+    "repair",
+    "resolve_device",
     "router_weight_rows",
     "trace",
+    "weights_hash",
 ]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import polars as pl
 
-from grokviz.errors import CheckpointNotFoundError
+from grokviz.errors import CheckpointLoadError, CheckpointNotFoundError, InputError
 from grokviz.schema import CHECKPOINTS, conform
 
 __all__ = ["Checkpoint", "as_checkpoint", "checkpoints_frame", "list_checkpoints", "parse_step"]
@@ -96,9 +96,10 @@ class Checkpoint:
     label
         A short name for tables and plots; defaults to the revision or the folder name.
     sha
-        The hub commit of ``revision`` when known (filled in by :func:`list_checkpoints`, which
-        then pins loading to that commit); always ``None`` for local folders, whose weights hash
-        is computed by :meth:`identity`.
+        What the weights are, when already known: the hub commit of ``revision`` (filled in by
+        :func:`list_checkpoints`, which then pins loading to that commit), or a hash a caller
+        computed (a training monitor hashes the live model). ``None`` lets :meth:`identity`
+        work it out: the hub commit, or a hash of a local folder's weight files.
 
     Examples
     --------
@@ -141,13 +142,15 @@ class Checkpoint:
 
         Examples
         --------
-        >>> Checkpoint("runs/toy/step-000100").identity()  # doctest: +SKIP
-        {'source': 'runs/toy/step-000100', 'revision': None, 'sha': '3f2a...'}
+        >>> Checkpoint("data/samples/toy/checkpoints/step-000050").identity()  # doctest: +ELLIPSIS
+        {'source': 'data/samples/toy/checkpoints/step-000050', 'revision': None, 'sha': '...'}
         """
-        if self.is_local:
+        if self.sha:
+            sha = self.sha
+        elif self.is_local:
             sha = _weights_hash(Path(self.source).expanduser())
         else:
-            sha = self.sha or _hub_commit(self.source, str(self.revision))
+            sha = _hub_commit(self.source, str(self.revision))
         return {"source": self.source, "revision": self.revision, "sha": sha}
 
 
@@ -242,6 +245,8 @@ def _hub_refs(repo: str) -> dict[str, str]:
             "or log in with `hf auth login` if it is private or gated"
         )
         raise CheckpointNotFoundError(msg) from exc
+    except Exception as exc:
+        raise hub_error(exc, f"list the revisions of {repo!r}") from exc
     return {ref.name: ref.target_commit for ref in [*refs.branches, *refs.tags]}
 
 
@@ -260,6 +265,29 @@ def _list_hub(repo: str, revisions: Sequence[str] | None) -> list[Checkpoint]:
     for name, commit in refs.items():
         checkpoints.append(Checkpoint(repo, revision=name, sha=commit))
     return _sorted(checkpoints)
+
+
+def hub_error(exc: BaseException, what: str) -> BaseException:
+    """``exc`` from the hub client as a grokviz error that says what to do; other errors as is."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    offline = {"OfflineModeIsEnabled", "LocalEntryNotFoundError"}
+    network = {"ConnectionError", "ConnectError", "Timeout", "TimeoutException", "ConnectTimeout"}
+    if names & offline:
+        msg = (
+            f"cannot {what}: the hub is switched off (HF_HUB_OFFLINE) and it is not in the local "
+            "cache; unset HF_HUB_OFFLINE on a machine with network access, or use a local folder"
+        )
+        return CheckpointLoadError(msg)
+    if names & network or isinstance(exc, (ConnectionError, TimeoutError)):
+        msg = (
+            f"cannot {what}: the Hugging Face hub cannot be reached ({type(exc).__name__}); "
+            "check the network, or set HF_HUB_OFFLINE=1 to use what is already in the cache"
+        )
+        return CheckpointLoadError(msg)
+    if "HfHubHTTPError" in names:
+        msg = f"cannot {what}: the hub answered {exc}"
+        return CheckpointLoadError(msg)
+    return exc
 
 
 def _sorted_names(refs: dict[str, str]) -> list[str]:
@@ -318,7 +346,8 @@ def list_checkpoints(
     ----------
     source
         A local folder of checkpoint folders (each with a ``config.json``), a single checkpoint
-        folder, or a hub repository id whose branches and tags are checkpoints.
+        folder, a hub repository id whose branches and tags are checkpoints, or
+        ``"owner/name@revision"`` for one of them.
     revisions
         Only these folder names (local) or branches/tags (hub), in any order.
 
@@ -335,14 +364,20 @@ def list_checkpoints(
 
     Examples
     --------
-    >>> [c.label for c in list_checkpoints("runs/toy")]  # doctest: +SKIP
-    ['step-000100', 'step-000200']
+    >>> [c.label for c in list_checkpoints("data/samples/toy/checkpoints")][:2]  # doctest: +ELLIPSIS
+    ['step-...', 'step-...']
     >>> list_checkpoints("allenai/OLMoE-1B-7B-0924", revisions=["step5000-tokens20B"])  # doctest: +SKIP
     """
     path = Path(source).expanduser()
     if path.is_dir():
         return _list_local(path, revisions)
     text = os.fspath(source)
+    repo, at, revision = text.partition("@")
+    if at and _looks_like_repo(repo) and not path.exists():
+        if revisions is not None:
+            msg = f"{text!r} names its revision already; drop --revisions / revisions="
+            raise InputError(msg)
+        return _list_hub(repo, [revision])
     if _looks_like_repo(text) and not path.exists():
         return _list_hub(text, revisions)
     msg = (
@@ -357,8 +392,8 @@ def checkpoints_frame(checkpoints: Sequence[Checkpoint]) -> pl.DataFrame:
 
     Examples
     --------
-    >>> checkpoints_frame(list_checkpoints("runs/toy"))  # doctest: +SKIP
-    shape: (2, 6)
+    >>> checkpoints_frame(list_checkpoints("data/samples/toy/checkpoints")).columns
+    ['checkpoint', 'step', 'tokens', 'source', 'revision', 'sha']
     """
     rows = []
     for checkpoint in checkpoints:

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from grokviz import schema
+from grokviz.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -72,7 +73,7 @@ def _encode(tokenizer: Any, samples: pl.DataFrame, *, max_length: int) -> _Encod
     """Tokenize every sample, keeping at most ``max_length`` tokens; drop samples with none."""
     if max_length < 2:
         msg = f"max_length must be at least 2 tokens (one to predict from, one to predict), got {max_length}"
-        raise ValueError(msg)
+        raise InputError(msg)
     texts = samples["text"].to_list()
     # Asking for one token more than kept tells which samples were truncated without encoding
     # whole books; `verbose=False` silences the tokenizer's own over-length warning.
@@ -120,8 +121,9 @@ class _Reduced:
     """The host-side results of one batch (numpy), in batch order."""
 
     sample_ids: list[str]
-    loss: np.ndarray  # [B] float64
+    loss: np.ndarray  # [B] float64; NaN where nothing was predicted (n_pred == 0)
     n_tokens: np.ndarray  # [B] int32
+    n_pred: np.ndarray  # [B] int32: predicted tokens (n_tokens - 1)
     weights: np.ndarray  # [L, B, K] float32
     token_sample: list[str]  # per selected token
     token_index: np.ndarray  # [n] int32
@@ -244,6 +246,7 @@ def _run_batch(
                 sample_ids=sample_ids,
                 loss=loss.double().cpu().numpy(),
                 n_tokens=n_real.to(torch.int32).cpu().numpy(),
+                n_pred=n_pred.to(torch.int32).cpu().numpy(),
                 weights=weights.float().cpu().numpy(),
                 token_sample=token_sample,
                 token_index=token[0],
@@ -266,6 +269,10 @@ def _frames(
     label, step = checkpoint.label, checkpoint.step
     batch = len(reduced.sample_ids)
     n_layers, _, n_experts = reduced.weights.shape
+    nothing = reduced.n_pred == 0
+    nonfinite = (~nothing & ~np.isfinite(reduced.loss)) | ~np.isfinite(reduced.weights).all(
+        axis=(0, 2)
+    )
 
     def const(name: str, value: Any, n: int, dtype: pl.DataType) -> pl.Series:
         return pl.repeat(value, n, dtype=dtype, eager=True).alias(name)
@@ -275,9 +282,15 @@ def _frames(
             const("checkpoint", label, batch, pl.String()),
             const("step", step, batch, pl.Int64()),
             pl.Series("sample_id", reduced.sample_ids, dtype=pl.String()),
-            # null, not NaN, for one-token samples: nothing was predicted, and means skip nulls
-            pl.Series("loss", reduced.loss, dtype=pl.Float64()).fill_nan(None),
+            # null for one-token samples (nothing was predicted; means skip nulls), while a
+            # non-finite model output stays NaN / inf and is flagged, never made a plain null
+            pl.Series(
+                "loss",
+                [None if n else float(v) for n, v in zip(nothing, reduced.loss, strict=True)],
+                dtype=pl.Float64(),
+            ),
             pl.Series("n_tokens", reduced.n_tokens, dtype=pl.Int32()),
+            pl.Series("nonfinite", nonfinite, dtype=pl.Boolean()),
         ]
     )
     n_rows = batch * n_layers
@@ -335,7 +348,7 @@ def _oom_errors() -> tuple[type[BaseException], ...]:
 def _check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         msg = f"batch_size must be at least 1, got {batch_size}"
-        raise ValueError(msg)
+        raise InputError(msg)
 
 
 def _model_device(model: Any) -> torch.device:

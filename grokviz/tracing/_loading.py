@@ -14,13 +14,20 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grokviz.errors import CheckpointNotFoundError, UnsafeCheckpointError
+from grokviz.errors import (
+    CheckpointLoadError,
+    CheckpointNotFoundError,
+    GrokvizError,
+    InputError,
+    UnsafeCheckpointError,
+)
 from grokviz.tracing._checkpoints import (
     Checkpoint,
     _hub_commit,
     _hub_refs,
     _weight_files,
     as_checkpoint,
+    hub_error,
 )
 
 if TYPE_CHECKING:
@@ -68,8 +75,8 @@ def _check_hub_weights(checkpoint: Checkpoint, *, allow_pickle: bool) -> bool:
     except RepositoryNotFoundError:
         _hub_refs(repo)  # raises CheckpointNotFoundError with advice
         raise
-    except HfHubHTTPError:
-        raise
+    except HfHubHTTPError as exc:
+        raise hub_error(exc, f"list the files of {repo}@{checkpoint.revision}") from exc
     except OSError:
         # offline (HF_HUB_OFFLINE or no network): transformers loads from its cache, and only
         # safetensors, so nothing unsafe can slip through unchecked
@@ -93,7 +100,7 @@ def _resolve_dtype(dtype: torch.dtype | str | None) -> Any:
     resolved = getattr(torch, str(dtype).removeprefix("torch."), None)
     if not isinstance(resolved, torch.dtype):
         msg = f"unknown dtype {dtype!r}; use e.g. 'bfloat16', 'float16', 'float32' or 'auto'"
-        raise ValueError(msg)
+        raise InputError(msg)
     return resolved
 
 
@@ -144,7 +151,9 @@ def load_model(
 
     Examples
     --------
-    >>> model, tokenizer = load_model("runs/toy/step-000100")  # doctest: +SKIP
+    >>> model, tokenizer = load_model("data/samples/toy/checkpoints/step-000050")
+    >>> model.config.model_type, model.training
+    ('olmoe', False)
     >>> model, tokenizer = load_model("allenai/OLMoE-1B-7B-0924@step5000-tokens20B",
     ...                               device="cuda", dtype="bfloat16")  # doctest: +SKIP
     """
@@ -171,11 +180,35 @@ def load_model(
         model_kwargs["dtype"] = resolved_dtype
     if _direct_to_device(device):
         model_kwargs["device_map"] = str(device)
-    model: Any = AutoModelForCausalLM.from_pretrained(location, **model_kwargs)
-    model = model.to(device).eval()
+    try:
+        model: Any = AutoModelForCausalLM.from_pretrained(location, **model_kwargs)
+        model = model.to(device).eval()
+    except GrokvizError:
+        raise
+    except Exception as exc:
+        raise load_error(exc, ckpt, location) from exc
     moe_info(model)  # a dense model fails here, naming the architectures grokviz supports
     tokenizer = _load_tokenizer(AutoTokenizer, ckpt, location, kwargs)
     return model, tokenizer
+
+
+def load_error(exc: BaseException, ckpt: Checkpoint, location: str) -> BaseException:
+    """A failure to load ``ckpt``'s model as a :class:`CheckpointLoadError` that says what to do."""
+    from grokviz.errors import DeviceError
+
+    hub = hub_error(exc, f"load checkpoint {ckpt.label!r}")
+    if hub is not exc:
+        return hub
+    text = " ".join(str(exc).split())
+    if "CUDA" in text or "out of memory" in text.lower():
+        msg = f"cannot put checkpoint {ckpt.label!r} on the device: {text}"
+        return DeviceError(msg)
+    msg = (
+        f"cannot load the model of checkpoint {ckpt.label!r} from {location!r}: "
+        f"{type(exc).__name__}: {text}. Its files may be incomplete or damaged (save or download "
+        "them again), or need another version of transformers."
+    )
+    return CheckpointLoadError(msg)
 
 
 def _direct_to_device(device: str | torch.device) -> bool:
@@ -223,6 +256,10 @@ def _load_tokenizer(auto: Any, ckpt: Checkpoint, location: str, kwargs: dict[str
         location = str(found)
     try:
         return auto.from_pretrained(location, **kwargs)
-    except (OSError, ValueError) as exc:
-        msg = f"could not load the tokenizer of checkpoint {ckpt.label!r} from {location!r}: {exc}"
-        raise CheckpointNotFoundError(msg) from exc
+    except Exception as exc:
+        hub = hub_error(exc, f"load the tokenizer of checkpoint {ckpt.label!r}")
+        if hub is not exc:
+            raise hub from exc
+        text = " ".join(str(exc).split())
+        msg = f"could not load the tokenizer of checkpoint {ckpt.label!r} from {location!r}: {text}"
+        raise CheckpointLoadError(msg) from exc

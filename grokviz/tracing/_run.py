@@ -6,6 +6,13 @@ over the sample's real tokens. For samples the user selects it also keeps every 
 experts. :func:`iter_trace` streams these as polars frames, batch by batch (the widgets read
 from it); :func:`trace` runs over many checkpoints into a resumable :class:`~grokviz.TraceStore`.
 
+A trace is a set of *units*: each checkpoint's shards of samples, and its router table. Before
+anything is written, every checkpoint is checked (its identity, and that the series agrees on MoE
+layers, experts, top-k and vocabulary, read from the configs alone). Then each unit is claimed,
+computed and written atomically by the store's writer, so an interrupted run loses at most the
+units in flight, a damaged part is found and recomputed, and several processes tracing one store
+share its units instead of repeating them.
+
 Samples are sorted by length into batches so padding stays small; padded positions are masked
 out of every reduction and position ids count real tokens only, so a sample's results do not
 depend on the batch it landed in (left or right padding alike). All reductions run on the
@@ -14,37 +21,51 @@ model's device; only ``[L, B, K]``-sized results travel to the host.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gc
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz.errors import EmptyInputError
-from grokviz.store import TraceStore, check_samples
+from grokviz.errors import InputError, NonFiniteError
+from grokviz.store import StoreWriter, TraceStore, check_samples
+from grokviz.store._writer import series_mismatch
+from grokviz.tracing._checkpoints import Checkpoint
 from grokviz.tracing._forward import (
     TraceBatch,
-    _check_batch_size,
     _encode,
     _Encoded,
+    _model_device,
+    _oom_errors,
     _trace_encoded,
     _warn_truncated,
 )
-
-if TYPE_CHECKING:
-    from grokviz.tracing._checkpoints import Checkpoint
+from grokviz.tracing._prepare import (
+    check_select,
+    check_trace_args,
+    device_error,
+    identity,
+    is_checkpoint_like,
+    model_record,
+    one_checkpoint,
+    resolve_checkpoints,
+    resolve_device,
+    series_record,
+    weights_hash,
+)
 
 __all__ = ["TraceBatch", "iter_trace", "trace"]
 
 logger = logging.getLogger("grokviz.tracing")
-
-# ---------------------------------------------------------------------------------------------
-# tokenization
 
 
 def _progress(total: int, *, enabled: bool, desc: str) -> Any:
@@ -53,28 +74,9 @@ def _progress(total: int, *, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, disable=not enabled, unit="sample", desc=desc, dynamic_ncols=True)
 
 
-def _as_checkpoint(source: Any) -> Checkpoint:
-    from grokviz.tracing._checkpoints import Checkpoint, list_checkpoints
-
-    if isinstance(source, Checkpoint):
-        return source
-    found = list_checkpoints(source)
-    if len(found) != 1:
-        labels = [c.label for c in found]
-        msg = (
-            f"{str(source)!r} holds {len(found)} checkpoints {labels[:5]}; iter_trace traces "
-            "one: pass one of them, or use grokviz.trace for a series"
-        )
-        raise ValueError(msg)
-    return found[0]
-
-
-def _default_device(device: Any) -> Any:
-    if device is not None:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def _anonymous_checkpoint(model: Any) -> Checkpoint:
+    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "model")
+    return Checkpoint(source=name, label=name, sha=weights_hash(model))
 
 
 def iter_trace(
@@ -95,8 +97,8 @@ def iter_trace(
     Parameters
     ----------
     source
-        A :class:`~grokviz.Checkpoint`, a checkpoint folder or hub repo id (loaded with
-        :func:`~grokviz.load_model`), or an already loaded ``transformers`` MoE model.
+        A :class:`~grokviz.Checkpoint`, a checkpoint folder or ``"owner/name@revision"`` (loaded
+        with :func:`~grokviz.load_model`), or an already loaded ``transformers`` MoE model.
     samples
         A ``schema.SAMPLES`` table (polars, pandas or pyarrow).
     tokenizer
@@ -132,30 +134,30 @@ def iter_trace(
 
     Examples
     --------
-    >>> import polars as pl
-    >>> from grokviz.testing import tiny_moe, char_tokenizer
-    >>> samples = pl.DataFrame({"sample_id": ["a"], "text": ["hi"], "domain": ["x"], "split": ["train"]})
-    >>> batches = list(iter_trace(tiny_moe(), samples, tokenizer=char_tokenizer(), progress=False))
+    >>> from grokviz.testing import tiny_moe, char_tokenizer, tiny_samples
+    >>> batches = list(iter_trace(tiny_moe(), tiny_samples(1), tokenizer=char_tokenizer(),
+    ...                           progress=False))
     >>> batches[0].routing.height  # one row per (sample, MoE layer)
     2
     """
-    _check_batch_size(batch_size)
+    check_trace_args(batch_size=batch_size, max_length=max_length, on_nonfinite="warn")
     frame = check_samples(samples)
-    if isinstance(source, (str, os.PathLike)) or _is_checkpoint(source):
+    selected = set(check_select(select, frame["sample_id"].to_list()))
+    if is_checkpoint_like(source):
         from grokviz.tracing._loading import load_model
 
-        checkpoint = _as_checkpoint(source)
-        model, loaded_tokenizer = load_model(
-            checkpoint, device=_default_device(device), dtype=dtype
-        )
+        checkpoint = one_checkpoint(source)
+        model, loaded_tokenizer = load_model(checkpoint, device=resolve_device(device), dtype=dtype)
         tokenizer = tokenizer if tokenizer is not None else loaded_tokenizer
     else:
         model = source
         if tokenizer is None:
             msg = "iter_trace got a loaded model but no tokenizer: pass tokenizer=..."
-            raise ValueError(msg)
+            raise InputError(msg)
         moves = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
         if moves:
+            if "device" in moves:
+                moves["device"] = resolve_device(moves["device"])
             model.to(**moves)
         if checkpoint is None:
             checkpoint = _anonymous_checkpoint(model)
@@ -165,7 +167,7 @@ def iter_trace(
     encoded = _encode(tokenizer, frame, max_length=max_length)
     _warn_truncated(encoded.n_truncated, frame.height, max_length)
     # checks ran above, at call time; the batches stream from this generator
-    return _stream(model, tokenizer, checkpoint, encoded, set(select), batch_size, progress)
+    return _stream(model, tokenizer, checkpoint, encoded, selected, batch_size, progress)
 
 
 def _stream(
@@ -186,68 +188,386 @@ def _stream(
         bar.close()
 
 
-def _is_checkpoint(obj: Any) -> bool:
-    if type(obj).__name__ != "Checkpoint":
-        return False
-    from grokviz.tracing._checkpoints import Checkpoint
-
-    return isinstance(obj, Checkpoint)
-
-
-def _anonymous_checkpoint(model: Any) -> Checkpoint:
-    from grokviz.tracing._checkpoints import Checkpoint
-
-    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "model")
-    return Checkpoint(source=name, revision=None, step=None, tokens=None, label=name)
-
-
 # ---------------------------------------------------------------------------------------------
 # many checkpoints into a store
 
 
-def _resolve_checkpoints(checkpoints: Any) -> list[Checkpoint]:
-    from grokviz.tracing._checkpoints import list_checkpoints
+@dataclass
+class _Plan:
+    """One checkpoint to trace: what it is, and its model once loaded."""
 
-    items = (
-        [checkpoints]
-        if isinstance(checkpoints, (str, os.PathLike)) or _is_checkpoint(checkpoints)
-        else list(checkpoints)
-    )
-    resolved: list[Checkpoint] = []
-    for item in items:
-        resolved += [item] if _is_checkpoint(item) else list_checkpoints(item)
-    if not resolved:
-        msg = f"no checkpoints to trace in {checkpoints!r}"
-        raise EmptyInputError(msg)
-    labels = [c.label for c in resolved]
-    dupes = sorted({label for label in labels if labels.count(label) > 1})
-    if dupes:
-        msg = f"several checkpoints share the label(s) {dupes}; labels must be unique in a store"
-        raise ValueError(msg)
-    return resolved
+    checkpoint: Checkpoint
+    identity: dict[str, Any]
+    record: dict[str, Any]
+    model: Any = None
+    tokenizer: Any = None
+    loaded: bool = False  # this trace loaded the model (and frees it when done with it)
 
 
-def _identity(checkpoint: Checkpoint) -> dict[str, Any]:
-    return {
-        "label": checkpoint.label,
-        "step": checkpoint.step,
-        "tokens": checkpoint.tokens,
-        **checkpoint.identity(),
+@dataclass
+class _Tally:
+    """What one trace call saw, reported once at its end."""
+
+    truncated: int = 0
+    encoded: int = 0
+    nonfinite: dict[str, list[str]] = field(default_factory=dict)
+    waited: int = 0
+
+
+def trace(
+    checkpoints: Any,
+    samples: object,
+    store: str | os.PathLike[str] | TraceStore,
+    *,
+    tokenizer: Any = None,
+    checkpoint: Checkpoint | None = None,
+    select: Iterable[str] = (),
+    batch_size: int = 16,
+    max_length: int = 512,
+    device: Any = None,
+    dtype: Any = None,
+    shard_size: int = 1024,
+    on_nonfinite: str = "warn",
+    wait: bool = True,
+    progress: bool = True,
+    **load_kwargs: Any,
+) -> TraceStore:
+    """Trace checkpoints over samples into a resumable trace store folder.
+
+    Samples are split into shards of ``shard_size`` (in store order); each (checkpoint, shard)
+    part is written atomically as soon as it is done and recorded in the store's manifest.
+    Running the same call again computes only the parts still missing or found damaged, so an
+    interrupted run loses at most the shard in flight. Several processes may run it on one
+    store at once: they share its units, each traced once.
+
+    Parameters
+    ----------
+    checkpoints
+        One :class:`~grokviz.Checkpoint`, a checkpoint folder or folder of checkpoint folders,
+        a hub repo id (all its revisions) or ``"owner/name@revision"``, or a list of these; or a
+        loaded ``transformers`` MoE model (with ``tokenizer``, and ``checkpoint`` to label it).
+    samples
+        A ``schema.SAMPLES`` table. For an existing store it must hold the stored samples and
+        may add new ones (appended as new shards); anything else raises ``StoreMismatchError``.
+    store
+        The store folder (created if missing; it must be empty or a store) or a
+        :class:`~grokviz.TraceStore`.
+    tokenizer, checkpoint
+        With a loaded model only: its tokenizer, and the :class:`~grokviz.Checkpoint` that
+        labels it (default: named after the model, identified by a hash of its weights).
+    select
+        sample_ids whose per-token routing is stored too.
+    batch_size, max_length, device, dtype
+        As in :func:`iter_trace`. ``max_length``, ``select`` and ``dtype`` are recorded; an
+        existing store only takes more traces made with the same values.
+    shard_size
+        Samples per part; used when the store (or newly added samples) is created.
+    on_nonfinite
+        What to do when the model gives non-finite losses or routing weights for some samples:
+        ``"warn"`` stores them as computed, flagged ``nonfinite`` (analysis leaves them out),
+        with one warning per checkpoint naming them; ``"error"`` raises
+        :class:`~grokviz.errors.NonFiniteError` before the unit is written.
+    wait
+        When other processes are tracing units of this store, wait for them and then trace what
+        they leave (a process that dies leaves its units to the next); ``False`` returns once
+        the free units are done.
+    progress
+        Show a tqdm progress bar.
+    **load_kwargs
+        Passed to :func:`~grokviz.load_model` (e.g. ``allow_pickle=True``).
+
+    Returns
+    -------
+    TraceStore
+        The filled store.
+
+    Raises
+    ------
+    NotAStoreError
+        ``store`` is a folder that holds other files and is not a store.
+    StoreMismatchError
+        The store holds traces of other weights under a checkpoint's label, or was traced with
+        other parameters or another sample set.
+    SeriesMismatchError
+        The checkpoints disagree on MoE layers, experts, top-k or vocabulary.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import grokviz
+    >>> out = tempfile.mkdtemp() + "/trace"
+    >>> traced = grokviz.trace("data/samples/toy/checkpoints/step-000050", samples.head(8), out,
+    ...                        progress=False)
+    >>> traced.losses().height
+    8
+    """
+    check_trace_args(batch_size=batch_size, max_length=max_length, on_nonfinite=on_nonfinite)
+    frame = check_samples(samples)
+    selected = check_select(select, frame["sample_id"].to_list())
+    params = {
+        "max_length": int(max_length),
+        "select": selected,
+        "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
     }
+    resolved_device = resolve_device(device)
+    plans = _plans(checkpoints, tokenizer=tokenizer, checkpoint=checkpoint, **load_kwargs)
+    path = store.path if isinstance(store, TraceStore) else Path(store)
+    # Everything above only read; the store is created or opened (and locked) from here on.
+    writer = StoreWriter.create_or_open(path, frame, params=params, shard_size=shard_size)
+    for plan in plans:
+        writer.check_checkpoint(plan.identity)
+        writer.check_series(plan.checkpoint.label, plan.record)
+    for plan in plans:
+        writer.add_checkpoint(plan.identity, plan.record)
+    shards = writer.store.manifest["shards"]
+    todo = 0
+    for plan in plans:
+        missing = writer.missing_units(plan.checkpoint.label, verify=True)
+        todo += sum(shards[s][1] - shards[s][0] for s in missing)
+        done = len(shards) - len(missing)
+        if missing and done:
+            logger.info(
+                "%s: %d of %d parts already traced; tracing %d",
+                plan.checkpoint.label,
+                done,
+                len(shards),
+                len(missing),
+            )
+        elif not missing:
+            logger.info("%s: all %d parts already traced", plan.checkpoint.label, len(shards))
+    tally = _Tally()
+    bar = _progress(todo, enabled=progress, desc="trace")
+    try:
+        while True:
+            held = []
+            for plan in plans:
+                held += _trace_free_units(
+                    writer,
+                    plan,
+                    selected=set(selected),
+                    batch_size=batch_size,
+                    max_length=max_length,
+                    device=resolved_device,
+                    dtype=dtype,
+                    on_nonfinite=on_nonfinite,
+                    bar=bar,
+                    tally=tally,
+                    progress=progress,
+                    load_kwargs=load_kwargs,
+                )
+                _release(plan)
+            if not held or not wait:
+                break
+            label, unit = held[0]
+            logger.info(
+                "waiting for %s, which traces %s unit %s", writer.holder(label, unit), label, unit
+            )
+            tally.waited += 1
+            claim = writer.claim(label, unit, blocking=True)
+            if claim is not None:
+                claim.release()  # free again: the loop traces it if its holder did not finish
+    finally:
+        bar.close()
+    _report(tally, max_length)
+    return writer.store
 
 
-def _model_record(model: Any) -> dict[str, Any]:
-    from grokviz.tracing._routing import moe_info
+def _plans(
+    checkpoints: Any, *, tokenizer: Any, checkpoint: Checkpoint | None, **load_kwargs: Any
+) -> list[_Plan]:
+    """What to trace, checked before anything is written: identities and one series."""
+    if not is_checkpoint_like(checkpoints) and hasattr(checkpoints, "config"):
+        if tokenizer is None:
+            msg = "grokviz.trace got a loaded model but no tokenizer: pass tokenizer=..."
+            raise InputError(msg)
+        ckpt = checkpoint if checkpoint is not None else _anonymous_checkpoint(checkpoints)
+        if not ckpt.sha:
+            ckpt = dataclasses.replace(ckpt, sha=weights_hash(checkpoints))
+        record = model_record(checkpoints)
+        return [_Plan(ckpt, identity(ckpt), record, model=checkpoints, tokenizer=tokenizer)]
+    trust = bool(load_kwargs.get("trust_remote_code", False))
+    plans = [
+        _Plan(c, identity(c), series_record(c, trust_remote_code=trust))
+        for c in resolve_checkpoints(checkpoints)
+    ]
+    series_mismatch([(p.checkpoint.label, p.record) for p in plans])
+    return plans
 
-    info = moe_info(model)
-    return {
-        "model_type": info.model_type,
-        "num_layers": info.num_layers,
-        "num_experts": info.num_experts,
-        "top_k": info.top_k,
-        "hidden_size": info.hidden_size,
-        "moe_layers": list(info.moe_layers),
+
+def _trace_free_units(
+    writer: StoreWriter,
+    plan: _Plan,
+    *,
+    selected: set[str],
+    batch_size: int,
+    max_length: int,
+    device: Any,
+    dtype: Any,
+    on_nonfinite: str,
+    bar: Any,
+    tally: _Tally,
+    progress: bool,
+    load_kwargs: dict[str, Any],
+) -> list[tuple[str, int | str]]:
+    """Trace every unit of ``plan``'s checkpoint that no live process holds; return those held."""
+    label = plan.checkpoint.label
+    held: list[tuple[str, int | str]] = []
+    units: list[int | str] = list(writer.missing_units(label))
+    if writer.needs_routers(label):
+        units.insert(0, "routers")
+    for unit in units:
+        claim = writer.claim(label, unit)
+        if claim is None:
+            held.append((label, unit))
+            continue
+        with claim:
+            # another process may have finished it between listing and claiming
+            if unit == "routers" and not writer.needs_routers(label):
+                continue
+            if unit != "routers" and unit not in writer.missing_units(label):
+                continue
+            _load(plan, device=device, dtype=dtype, progress=progress, load_kwargs=load_kwargs)
+            if unit == "routers":
+                writer.write_routers(label, _routers_frame(plan.model, plan.checkpoint))
+                continue
+            assert isinstance(unit, int)
+            _trace_unit(
+                writer,
+                plan,
+                unit,
+                selected=selected,
+                batch_size=batch_size,
+                max_length=max_length,
+                on_nonfinite=on_nonfinite,
+                bar=bar,
+                tally=tally,
+            )
+    if tally.nonfinite.get(label):
+        ids = tally.nonfinite[label]
+        warnings.warn(
+            f"checkpoint {label!r}: {len(ids)} sample(s) gave non-finite losses or routing "
+            f"weights (e.g. {ids[:5]}); they are stored as computed and flagged nonfinite, and "
+            "analysis leaves them out. Non-finite outputs usually mean damaged weights or a "
+            "dtype that overflows (try dtype float32).",
+            stacklevel=4,
+        )
+        tally.nonfinite[label] = []
+    return held
+
+
+@contextlib.contextmanager
+def _quiet_loading(quiet: bool) -> Iterator[None]:
+    """Without a progress bar of its own, a trace shows none of transformers' either."""
+    if not quiet:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def _load(
+    plan: _Plan, *, device: Any, dtype: Any, progress: bool, load_kwargs: dict[str, Any]
+) -> None:
+    if plan.model is not None:
+        return
+    from grokviz.errors import StoreMismatchError
+    from grokviz.tracing._loading import load_model
+
+    with _quiet_loading(not progress):
+        plan.model, plan.tokenizer = load_model(
+            plan.checkpoint, device=device, dtype=dtype, **load_kwargs
+        )
+    plan.loaded = True
+    actual = model_record(plan.model)
+    if actual != plan.record:
+        msg = (
+            f"checkpoint {plan.checkpoint.label!r} loaded as {actual}, but its config describes "
+            f"{plan.record}; check the checkpoint's files"
+        )
+        raise StoreMismatchError(msg)
+
+
+def _release(plan: _Plan) -> None:
+    """Free a model this trace loaded (a model the caller passed in stays as it is)."""
+    if not plan.loaded:
+        return
+    on_accelerator = _model_device(plan.model).type != "cpu"
+    plan.model = plan.tokenizer = None
+    plan.loaded = False
+    if on_accelerator:  # give its memory back before the next checkpoint loads
+        gc.collect()
+        _empty_cache()
+
+
+def _trace_unit(
+    writer: StoreWriter,
+    plan: _Plan,
+    shard: int,
+    *,
+    selected: set[str],
+    batch_size: int,
+    max_length: int,
+    on_nonfinite: str,
+    bar: Any,
+    tally: _Tally,
+) -> None:
+    label = plan.checkpoint.label
+    lo, hi = writer.store.manifest["shards"][shard]
+    rows = writer.store.samples().slice(lo, hi - lo)
+    encoded = _encode(plan.tokenizer, rows, max_length=max_length)
+    tally.truncated += encoded.n_truncated
+    tally.encoded += rows.height
+    bar.set_description(label)
+    try:
+        got = list(
+            _trace_encoded(
+                plan.model,
+                plan.tokenizer,
+                plan.checkpoint,
+                encoded,
+                select=selected,
+                batch_size=batch_size,
+                bar=bar,
+            )
+        )
+    except _oom_errors() as exc:
+        longest = max(map(len, encoded.ids), default=0)
+        raise device_error(exc, plan.checkpoint, longest) from exc
+    except RuntimeError as exc:
+        if "CUDA" in str(exc) or "device" in str(exc).lower():
+            raise device_error(exc, plan.checkpoint, 0) from exc
+        raise
+    bar.update(rows.height - len(encoded.ids))  # samples skipped for having no tokens
+    losses = _concat([b.losses for b in got], {**schema.LOSSES, **schema.TRACE_FLAGS})
+    bad = losses.filter(pl.col("nonfinite"))["sample_id"].to_list()
+    if bad and on_nonfinite == "error":
+        msg = (
+            f"checkpoint {label!r}: {len(bad)} sample(s) of shard {shard} gave non-finite "
+            f"losses or routing weights (e.g. {bad[:5]}); nothing of the shard was written. "
+            "Non-finite outputs usually mean damaged weights or a dtype that overflows "
+            "(try dtype float32); pass on_nonfinite='warn' to store them flagged."
+        )
+        raise NonFiniteError(msg)
+    if bad:
+        tally.nonfinite.setdefault(label, []).extend(bad)
+    frames = {
+        "losses": losses,
+        "routing": _concat([b.routing for b in got], schema.ROUTING),
+        "token_routing": _concat([b.token_routing for b in got], schema.TOKEN_ROUTING),
     }
+    writer.write_part(label, shard, frames, nonfinite=len(bad))
+    logger.debug("%s: wrote part %d", label, shard)
+
+
+def _report(tally: _Tally, max_length: int) -> None:
+    _warn_truncated(tally.truncated, tally.encoded, max_length)
 
 
 def _routers_frame(model: Any, checkpoint: Checkpoint) -> pl.DataFrame:
@@ -265,154 +585,6 @@ def _routers_frame(model: Any, checkpoint: Checkpoint) -> pl.DataFrame:
             pl.Series("vector", rows.reshape(n, width)).cast(pl.List(pl.Float32())),
         ]
     )
-
-
-def trace(
-    checkpoints: Any,
-    samples: object,
-    store: str | os.PathLike[str] | TraceStore,
-    *,
-    select: Iterable[str] = (),
-    batch_size: int = 16,
-    max_length: int = 512,
-    device: Any = None,
-    dtype: Any = None,
-    shard_size: int = 1024,
-    progress: bool = True,
-    **load_kwargs: Any,
-) -> TraceStore:
-    """Trace checkpoints over samples into a resumable trace store folder.
-
-    Samples are split into shards of ``shard_size`` (in store order); each (checkpoint, shard)
-    part is written atomically as soon as it is done and recorded in the store's manifest.
-    Running the same call again computes only the parts still missing, so an interrupted run
-    loses at most the shard in flight.
-
-    Parameters
-    ----------
-    checkpoints
-        One :class:`~grokviz.Checkpoint`, a folder of checkpoints / checkpoint folder / hub repo
-        id (expanded with :func:`~grokviz.list_checkpoints`), or a list of these.
-    samples
-        A ``schema.SAMPLES`` table. For an existing store it must equal the stored samples or
-        add new ones (appended as new shards); anything else raises ``TraceStoreError``.
-    store
-        The store folder (created if missing) or an open :class:`~grokviz.TraceStore`.
-    select
-        sample_ids whose per-token routing is stored too.
-    batch_size, max_length, device, dtype
-        As in :func:`iter_trace`. ``max_length``, ``select`` and ``dtype`` are recorded; an
-        existing store only takes more traces made with the same values.
-    shard_size
-        Samples per part; used when the store (or newly added samples) is created.
-    progress
-        Show a tqdm progress bar.
-    **load_kwargs
-        Passed to :func:`~grokviz.load_model` (e.g. ``allow_pickle=True``).
-
-    Returns
-    -------
-    TraceStore
-        The filled store.
-
-    Raises
-    ------
-    TraceStoreError
-        The store holds traces of other weights under a checkpoint's label, or was traced with
-        other parameters or another sample set.
-
-    Examples
-    --------
-    >>> store = trace("runs/olmoe-tiny", samples, "traces/olmoe-tiny")  # doctest: +SKIP
-    >>> store.losses().height  # doctest: +SKIP
-    """
-    from grokviz.tracing._loading import load_model
-
-    _check_batch_size(batch_size)
-    frame = check_samples(samples)
-    selected = sorted(set(select))
-    params = {
-        "max_length": int(max_length),
-        "select": selected,
-        "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
-    }
-    resolved = _resolve_checkpoints(checkpoints)
-    path = store.path if isinstance(store, TraceStore) else Path(store)
-    target = TraceStore._prepare(path, frame, params=params, shard_size=shard_size)
-    with target._lock():
-        identities = {c.label: _identity(c) for c in resolved}
-        for ident in identities.values():
-            target._check_identity(ident)  # never mix weights: fail before tracing anything
-        missing = {c.label: target._missing_parts(c.label) for c in resolved}
-        shards = target.manifest["shards"]
-        todo = sum(shards[s][1] - shards[s][0] for parts in missing.values() for s in parts)
-        store_samples = target.samples()
-        bar = _progress(todo, enabled=progress, desc="trace")
-        warned = False
-        try:
-            for ckpt in resolved:
-                parts = missing[ckpt.label]
-                n_done = len(shards) - len(parts)
-                if not parts:
-                    logger.info("%s: all %d parts already traced", ckpt.label, len(shards))
-                    continue
-                logger.info(
-                    "%s: %d of %d parts already traced; tracing %d",
-                    ckpt.label,
-                    n_done,
-                    len(shards),
-                    len(parts),
-                )
-                bar.set_description(ckpt.label)
-                model, tokenizer = load_model(
-                    ckpt, device=_default_device(device), dtype=dtype, **load_kwargs
-                )
-                target._begin_checkpoint(identities[ckpt.label], _model_record(model))
-                if not target.manifest["checkpoints"][ckpt.label]["routers"]:
-                    target._write_routers(ckpt.label, _routers_frame(model, ckpt))
-                rows = [i for shard in parts for i in range(*shards[shard])]
-                encoded = _encode(tokenizer, store_samples[rows], max_length=max_length)
-                if not warned:
-                    _warn_truncated(encoded.n_truncated, len(rows), max_length)
-                    warned = True
-                index = {sid: i for i, sid in enumerate(encoded.sample_ids)}
-                all_ids = store_samples["sample_id"].to_list()
-                for shard in parts:
-                    lo, hi = shards[shard]
-                    kept = [index[sid] for sid in all_ids[lo:hi] if sid in index]
-                    sub = _Encoded(
-                        [encoded.sample_ids[i] for i in kept], [encoded.ids[i] for i in kept], 0
-                    )
-                    got = list(
-                        _trace_encoded(
-                            model,
-                            tokenizer,
-                            ckpt,
-                            sub,
-                            select=set(selected),
-                            batch_size=batch_size,
-                            bar=bar,
-                        )
-                    )
-                    bar.update((hi - lo) - len(kept))  # samples skipped for having no tokens
-                    target._write_part(
-                        ckpt.label,
-                        shard,
-                        {
-                            "losses": _concat([b.losses for b in got], schema.LOSSES),
-                            "routing": _concat([b.routing for b in got], schema.ROUTING),
-                            "token_routing": _concat(
-                                [b.token_routing for b in got], schema.TOKEN_ROUTING
-                            ),
-                        },
-                    )
-                    logger.debug("%s: wrote part %d", ckpt.label, shard)
-                del model, tokenizer
-                gc.collect()
-                _empty_cache()
-        finally:
-            bar.close()
-    return target
 
 
 def _concat(frames: list[pl.DataFrame], table_schema: dict[str, pl.DataType]) -> pl.DataFrame:
