@@ -7,6 +7,7 @@ import colorsys
 import polars as pl
 import pytest
 
+from grokviz.errors import InputError
 from grokviz.widgets.palette import CATEGORICAL, CONTROL, Palette, shades
 
 
@@ -89,7 +90,7 @@ def test_global_is_the_themes_ink_and_unknown_groups_say_what_to_do() -> None:
     assert palette.color("global") == "#3A3A3A"
     assert palette.color("global", theme="dark") == "#DADADA"
     assert palette.color("add", theme="dark") == palette["add"]  # hues are the same on both
-    with pytest.raises(KeyError, match="covering"):
+    with pytest.raises(InputError, match="covering"):
         palette["mul"]
     json_ = palette.to_json()
     assert json_["groups"] == ["global", "add"] and json_["labels"]["add"] == "add"

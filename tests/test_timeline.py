@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 import traitlets
 
-from grokviz.errors import EmptyInputError
+from grokviz.errors import EmptyInputError, InputError
 from grokviz.widgets import Palette, PathwayDiagram
 from grokviz.widgets._serialization import ipc_to_table
 from grokviz.widgets.timeline import Timeline
@@ -336,7 +336,7 @@ def test_unknown_step_and_view_without_checkpoint_are_refused() -> None:
         t.step = 150
     with pytest.raises(traitlets.TraitError, match="is not on the Timeline"):
         t.checkpoint = "nope"
-    with pytest.raises(TypeError, match="no 'checkpoint' trait"):
+    with pytest.raises(InputError, match="no 'checkpoint' trait"):
         t.link(traitlets.HasTraits())
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from grokviz.cli import read_table
+from grokviz.cli._common import add_debug, read_table
+from grokviz.errors import InputError
 
 _EPILOG = """\
 examples:
@@ -45,44 +45,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--eps", type=float, help="memorization loss ceiling (default: per domain)")
     parser.add_argument("--title", help="the page title")
+    add_debug(parser)
     return parser
 
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
-    try:
-        from grokviz.errors import GrokvizError
-        from grokviz.widgets.report import write_report
+    from grokviz.widgets.report import write_report
 
-        if args.out.suffix.lower() not in {".html", ".htm"}:
-            msg = f"cannot write {str(args.out)!r}: the report is a web page, name it *.html"
-            raise ValueError(msg)
-        accuracy = None if args.accuracy is None else read_table(args.accuracy, what="accuracy")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out = write_report(
-                args.store,
-                args.out,
-                accuracy=accuracy,
-                tau=args.tau,
-                top_k=args.top_k,
-                per_group=args.samples_per_group,
-                from_step=args.from_step,
-                n_pairs=args.n_pairs,
-                eps=args.eps,
-                title=args.title,
-                command=["grokviz", "report", *argv],
-            )
-        for w in caught:  # one line each, not Python's two-line source display
-            print(f"grokviz report: warning: {w.message}", file=sys.stderr)
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): open it in a browser, offline")
-    except (GrokvizError, ValueError, KeyError, FileNotFoundError, ImportError) as exc:
-        text = str(exc).strip().strip("'\"").replace("\n", " ")
-        print(f"grokviz report: {text}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("grokviz report: interrupted", file=sys.stderr)
-        return 130
+    if args.out.suffix.lower() not in {".html", ".htm"}:
+        msg = f"cannot write {str(args.out)!r}: the report is a web page, name it *.html"
+        raise InputError(msg)
+    accuracy = None if args.accuracy is None else read_table(args.accuracy, what="accuracy")
+    out = write_report(
+        args.store,
+        args.out,
+        accuracy=accuracy,
+        tau=args.tau,
+        top_k=args.top_k,
+        per_group=args.samples_per_group,
+        from_step=args.from_step,
+        n_pairs=args.n_pairs,
+        eps=args.eps,
+        title=args.title,
+        command=["grokviz", "report", *argv],
+    )
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): open it in a browser, offline")
     return 0
 
 

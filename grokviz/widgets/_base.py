@@ -18,6 +18,7 @@ from typing import Any
 import anywidget
 import traitlets as t
 
+from grokviz.errors import InputError
 from grokviz.widgets.palette import Palette, coerce, palette_for
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -69,7 +70,7 @@ class GrokvizWidget(anywidget.AnyWidget):
         chosen = coerce(value)
         if chosen is None:
             msg = "palette must be a grokviz.widgets.Palette or a list of groups in hue order"
-            raise TypeError(msg)
+            raise InputError(msg)
         groups = self._palette_groups or []
         self._palette_obj = chosen.covering(groups)
         if hasattr(self, "_given_palette"):

@@ -14,6 +14,8 @@ from typing import Any
 
 import traitlets
 
+from grokviz.errors import InputError
+
 __all__ = ["link"]
 
 
@@ -107,7 +109,7 @@ def link(*views: Any) -> list[Any]:
         trait = view.traits().get("checkpoint") if hasattr(view, "traits") else None
         if trait is None:
             msg = f"{type(view).__name__} has no 'checkpoint' trait to link"
-            raise TypeError(msg)
+            raise InputError(msg)
         mine = "step" if isinstance(trait, traitlets.Int) and _has(first, "step") else "checkpoint"
         theirs = getattr(view, "checkpoint", None)
         if getattr(first, mine) is None and theirs is not None:

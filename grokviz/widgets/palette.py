@@ -34,6 +34,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from grokviz.errors import InputError
+
 __all__ = ["CATEGORICAL", "Palette"]
 
 #: Okabe & Ito's colour-blind-safe set without black, yellow last (it is faint on white), then
@@ -207,7 +209,7 @@ class Palette:
         frame = samples if isinstance(samples, pl.DataFrame) else pl.DataFrame(samples)
         if by not in frame.columns:
             msg = f"cannot colour by {by!r}: the samples table has columns {frame.columns}"
-            raise ValueError(msg)
+            raise InputError(msg)
         values = frame.select(pl.col(by).cast(pl.String)).to_series()
         controls: list[str] = []
         if "control" in frame.columns:
@@ -336,7 +338,7 @@ class Palette:
 
         Raises
         ------
-        KeyError
+        InputError
             The palette does not know ``group``; extend it with :meth:`covering`.
         """
         table = self._dark if theme == "dark" else self._light
@@ -345,7 +347,7 @@ class Palette:
                 f"the palette has no colour for group {group!r}; it knows {self._groups[:8]}... "
                 "Build it with Palette.from_samples(...) or extend it: palette.covering([...])"
             )
-            raise KeyError(msg)
+            raise InputError(msg)
         return table[group]
 
     def colors(self, groups: Sequence[str], *, theme: str = "light") -> list[str]:
@@ -443,5 +445,5 @@ def coerce(value: Palette | Mapping[str, str] | Sequence[str] | None) -> Palette
         return value
     if isinstance(value, Mapping):
         msg = "give a Palette or a list of groups in hue order, not a mapping of colours"
-        raise TypeError(msg)
+        raise InputError(msg)
     return Palette([str(v) for v in value])

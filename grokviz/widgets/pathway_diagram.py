@@ -21,6 +21,7 @@ import polars as pl
 import traitlets as t
 
 from grokviz import schema
+from grokviz.errors import InputError, UnknownCheckpointError, UnknownSampleError
 from grokviz.widgets._base import GrokvizWidget
 from grokviz.widgets._serialization import (
     path_rows,
@@ -40,7 +41,7 @@ def checkpoint_order(routing: pl.DataFrame) -> list[str]:
     labels: list[str] = frame["checkpoint"].to_list()
     if len(set(labels)) != len(labels):
         msg = f"checkpoint labels must each have one step; found repeated labels in {labels}"
-        raise ValueError(msg)
+        raise InputError(msg)
     return labels
 
 
@@ -55,10 +56,10 @@ def sample_groups(
         frame = samples if isinstance(samples, pl.DataFrame) else pl.DataFrame(samples)
         if "sample_id" not in frame.columns:
             msg = f"the samples table needs a sample_id column; it has {frame.columns}"
-            raise ValueError(msg)
+            raise InputError(msg)
         if color_by not in frame.columns:
             msg = f"color_by={color_by!r} is not a column of samples; choose one of {frame.columns}"
-            raise ValueError(msg)
+            raise InputError(msg)
         source = frame
     elif color_by in routing.columns:
         source = routing
@@ -81,7 +82,7 @@ def _read(
     )
     if tokens is None and tokens_mode:
         msg = "mode='tokens' needs token_routing=...; trace with token routing for some samples"
-        raise ValueError(msg)
+        raise InputError(msg)
     if sample_ids is None:
         sample_ids = frame["sample_id"].unique(maintain_order=True).to_list()
     return frame, [str(s) for s in sample_ids], tokens, checkpoint_order(frame)
@@ -470,7 +471,7 @@ class PathwayDiagram(GrokvizWidget):
         """
         if (tau is None) == (top_k is None):
             msg = f"give exactly one of tau (e.g. 0.7) and top_k (e.g. 2); got tau={tau}, top_k={top_k}"
-            raise ValueError(msg)
+            raise InputError(msg)
         if (self.tau, self.top_k) == (tau, top_k):
             return
         with self.hold_sync():
@@ -540,11 +541,11 @@ class PathwayDiagram(GrokvizWidget):
 
         if sample_id not in self._sample_ids:
             msg = f"sample {sample_id!r} is not drawn here; choose one of {self._sample_ids[:5]}..."
-            raise KeyError(msg)
+            raise UnknownSampleError(msg)
         name = checkpoint or self.checkpoint
         if name not in self.checkpoints:
             msg = f"checkpoint {name!r} is not in this widget's data; choose one of {self.checkpoints}"
-            raise KeyError(msg)
+            raise UnknownCheckpointError(msg)
         index = self.checkpoints.index(name)
         w = self._weights_of(index)[self._sample_ids.index(sample_id)][None]
         return [layer.tolist() for layer in select_experts(w, tau=self.tau, top_k=self.top_k)[0]]

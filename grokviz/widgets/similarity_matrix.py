@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 import traitlets as t
 
+from grokviz.errors import InputError
 from grokviz.widgets._base import GrokvizWidget
 from grokviz.widgets._serialization import (
     array_to_bytes,
@@ -64,7 +65,7 @@ def display_order(distances: np.ndarray, groups: Sequence[str], order: str) -> n
         condensed = squareform(np.asarray(distances, dtype=np.float64), checks=False)
         return np.asarray(leaves_list(linkage(condensed, method="average")), dtype=np.int64)
     msg = f"order must be 'group', 'cluster' or 'none'; got {order!r}"
-    raise ValueError(msg)
+    raise InputError(msg)
 
 
 def _matrix_dtype(matrices: Sequence[np.ndarray]) -> str:
@@ -475,7 +476,7 @@ class SimilarityMatrix(GrokvizWidget):
         """Choose the pathway definition in one step: ``tau`` or ``top_k`` (the other is None)."""
         if (tau is None) == (top_k is None):
             msg = f"give exactly one of tau (e.g. 0.7) and top_k (e.g. 2); got tau={tau}, top_k={top_k}"
-            raise ValueError(msg)
+            raise InputError(msg)
         if (self.tau, self.top_k) == (tau, top_k):
             return
         live, self._live = self._live, False
@@ -541,10 +542,10 @@ def _check_range(value: Any) -> str | tuple[float, float]:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
         msg = f"color_range must be 'fixed', 'checkpoint' or (lo, hi); got {value!r}"
-        raise ValueError(msg) from None
+        raise InputError(msg) from None
     if not hi > lo:
         msg = f"color_range=(lo, hi) needs hi > lo; got {value!r}"
-        raise ValueError(msg)
+        raise InputError(msg)
     return (lo, hi)
 
 
@@ -567,10 +568,10 @@ def _read(
     frame = None if routing is None else traced_routing(routing)
     if fixed is None and frame is None:
         msg = "give distances=... (an [N, N] matrix) or routing=... to compute them from"
-        raise ValueError(msg)
+        raise InputError(msg)
     if fixed is not None and (fixed.ndim != 2 or fixed.shape[0] != fixed.shape[1]):
         msg = f"distances must be a square [N, N] matrix; got shape {fixed.shape}"
-        raise ValueError(msg)
+        raise InputError(msg)
     n_fixed = None if fixed is None else fixed.shape[0]
     if sample_ids is None:
         if frame is not None:
@@ -580,11 +581,11 @@ def _read(
     ids = [str(s) for s in sample_ids]
     if n_fixed is not None and len(ids) != n_fixed:
         msg = f"{len(ids)} sample_ids for a {n_fixed}x{n_fixed} distance matrix"
-        raise ValueError(msg)
+        raise InputError(msg)
     if groups is not None:
         if len(groups) != len(ids):
             msg = f"{len(groups)} groups for {len(ids)} samples; give one per sample"
-            raise ValueError(msg)
+            raise InputError(msg)
         group_list = [str(g) for g in groups]
     else:
         group_list = sample_groups(ids, samples, color_by, frame if frame is not None else _empty())

@@ -24,6 +24,7 @@ import polars as pl
 import traitlets
 
 from grokviz import schema
+from grokviz.errors import InputError
 from grokviz.widgets._base import GrokvizWidget
 from grokviz.widgets._serialization import table_to_ipc
 from grokviz.widgets.palette import Palette
@@ -247,7 +248,7 @@ class Timeline(GrokvizWidget):
         unknown = [m for m in names if m not in present]
         if unknown:
             msg = f"metric(s) {unknown} are not in the metrics table, which has {sorted(present)}"
-            raise ValueError(msg)
+            raise InputError(msg)
         super().__init__(width=width, row_height=row_height, **kwargs)
         self._send_tables(frame, acc, onset_frame, pair_frame, names, steps, palette, title)
 
@@ -389,7 +390,7 @@ class Timeline(GrokvizWidget):
         for view in views:
             if not (hasattr(view, "traits") and "checkpoint" in view.traits()):
                 msg = f"{type(view).__name__} has no 'checkpoint' trait to link to the Timeline"
-                raise TypeError(msg)
+                raise InputError(msg)
         link(self, *views)
         return self
 
