@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ARTIFACTS, REPO, SAMPLE_DATA, Lab, Watched, _free_port
+from .conftest import ARTIFACTS, REPO, SAMPLE_DATA, TOY_CHECKPOINTS, Lab, Watched, _free_port
 
 pytestmark = pytest.mark.browser
 
@@ -289,8 +289,8 @@ def test_marimo_draws_every_widget_and_clicks_reach_the_kernel(
             timeout=90_000
         )
         for view, title in (
-            (DIAGRAM, "Pathways at step-005500"),
-            (MATRIX, "Pathway distances at step-005500"),
+            (DIAGRAM, f"Pathways at {TOY_CHECKPOINTS[-1]}"),
+            (MATRIX, f"Pathway distances at {TOY_CHECKPOINTS[-1]}"),
         ):
             page.locator(f"{EXPLORER} {view} [data-testid=view-title]").get_by_text(title).wait_for(
                 timeout=30_000

@@ -27,6 +27,7 @@ from .conftest import (
     CANVAS_INK_JS,
     REPO,
     TOY_CHECKPOINTS,
+    TOY_OPERATIONS,
     TOY_STEPS,
     Lab,
     assert_ran_clean,
@@ -380,7 +381,7 @@ def test_png_and_svg_exports_carry_title_legend_checkpoint_and_colour_bar(
             continue
         svg = path.read_text(encoding="utf-8")
         assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
-        for word in ("add", "div", "mul", "sub"):
+        for word in TOY_OPERATIONS:
             assert f">{word}</text>" in svg, (root, word)
         if root == DIAGRAM:
             assert "Pathways at" in svg and shown in svg and "top-2 experts per layer" in svg
