@@ -430,3 +430,82 @@ def test_real_trace_of_tiny_olmoe_checkpoints(tmp_path: Path) -> None:
     assert got == pytest.approx(cons, rel=1e-6)
     losses = store.losses().filter(pl.col("step") == 20)["loss"].mean()
     assert out.filter(group="global", metric="loss", step=20)["value"][0] == pytest.approx(losses)
+
+
+class _PaperSized:
+    """Two checkpoints of 230 samples routed like the paper's model (16 layers x 64 experts)."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(3)
+        self.ids = [f"p{i:03d}" for i in range(230)]
+        self.weights = {
+            f"c{c}": rng.dirichlet(np.full(64, 2.0), size=(230, 16)).astype(np.float32)
+            for c in range(2)
+        }
+        self.routers = rng.normal(size=(16, 64, 8)).astype(np.float32)
+
+    def checkpoints(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "checkpoint": ["c0", "c1"],
+                "step": [0, 100],
+                "tokens": None,
+                "source": "mem",
+                "revision": None,
+                "sha": None,
+            }
+        )
+
+    def samples(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"sample_id": self.ids, "text": self.ids, "domain": "d", "split": "train"}
+        )
+
+    def losses(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "checkpoint": ["c0"] * 230 + ["c1"] * 230,
+                "step": [0] * 230 + [100] * 230,
+                "sample_id": self.ids * 2,
+                "loss": [1.0] * 460,
+                "n_tokens": [8] * 460,
+            }
+        )
+
+    def routing_array(self, checkpoint, *, sample_ids=None):
+        return self.weights[checkpoint], self.ids
+
+    def router_array(self, checkpoint):
+        return self.routers
+
+
+def test_default_distance_is_exact_when_affordable_and_sampled_with_its_error_otherwise(
+    story: MemoryTrace, metrics: pl.DataFrame
+) -> None:
+    import warnings
+
+    from grokviz.metrics.distance import SampledDistanceWarning
+
+    # the story's short pathways: every distance is exact by default, and nothing is said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SampledDistanceWarning)
+        exact_story = analyze(story, eps=1.0, progress=False, n_boot=200, n_pairs=None)
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(metrics, exact_story)
+    # 230 pathways of about 467 symbols: 26,335 pairs, more than "auto" affords, so about
+    # 20,000 of them are sampled; the row states its interval, which holds the exact mean
+    source = _PaperSized()
+    kwargs = {"groups": "global", "memorized_only": False, "eps": 2.0, "n_boot": 0}
+    kwargs["progress"] = False
+    with pytest.warns(SampledDistanceWarning, match=r"2 of 2 distance values .* 20,1\d\d-20,1\d\d"):
+        sampled = analyze(source, **kwargs)
+    exact = analyze(source, n_pairs=None, **kwargs)
+    rows = [
+        f.filter(metric="distance").sort("step").iter_rows(named=True) for f in (sampled, exact)
+    ]
+    for s, e in zip(*rows, strict=True):
+        assert e["ci_low"] is None and s["ci_low"] is not None
+        assert s["ci_low"] < e["value"] < s["ci_high"]
+        assert s["ci_high"] - s["ci_low"] < 0.01 * e["value"]
+        assert s["value"] != e["value"]  # really an estimate

@@ -107,7 +107,7 @@ seqs += [[], [1] * 124, [1] * 123 + [2], [0] * 62]
 kernel = distance._Myers(distance._as_seqs(seqs), torch.device("cpu"), 40, kind="triton")
 i, j = np.triu_indices(len(seqs), 1)
 # the kernel itself, not __call__, which would fall back to eager mode on an error
-np.testing.assert_array_equal(kernel._chunk_triton(i, j), reference_matrix(seqs, seqs)[i, j])
+np.testing.assert_array_equal(kernel._forced("triton", i, j), reference_matrix(seqs, seqs)[i, j])
 assert _myers._triton_ok(torch.device("cpu"))  # the self-check CUDA runs do first
 print("ok")
 """
@@ -300,3 +300,127 @@ def test_distance_falls_as_routing_becomes_shared() -> None:
         means.append(mean_pairwise_distance(packed, backend="rapidfuzz").value)
     assert all(b < a for a, b in itertools.pairwise(means)), means
     assert means[-1] == 0.0
+
+
+# --- the StringZilla backend (stringzillas-cpus in the dev extra; stringzillas-cuda on GPUs) ---
+
+
+@settings(max_examples=100, deadline=None)
+@given(seqs=sequence_sets)
+def test_stringzilla_equals_reference(seqs: list[list[int]]) -> None:
+    pytest.importorskip("stringzillas")
+    expected = reference_matrix(seqs, seqs)
+    got = pairwise_distances(seqs, backend="stringzilla", device="cpu")
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, expected)
+    half = max(1, len(seqs) // 2)
+    np.testing.assert_array_equal(
+        cross_distances(seqs[:half], seqs, backend="stringzilla", device="cpu"),
+        expected[:half],
+    )
+
+
+def test_stringzilla_paper_pathways_inputs_and_means() -> None:
+    pytest.importorskip("stringzillas")
+    packed = encode(_paper_like(60, 3, layers=16, experts=64), num_experts=64)
+    expected = pairwise_distances(packed, backend="rapidfuzz")
+    assert packed.lengths.min() > 124  # more than two 62-bit words per pattern, symbols 0..64
+    np.testing.assert_array_equal(pairwise_distances(packed, backend="stringzilla"), expected)
+    exact = mean_pairwise_distance(packed, backend="rapidfuzz")
+    assert mean_pairwise_distance(packed, backend="stringzilla") == exact
+    a, b = packed.to_strings()[:7], packed.to_strings()[7:20]
+    assert mean_cross_distance(a, b, backend="stringzilla") == mean_cross_distance(
+        a, b, backend="rapidfuzz"
+    )
+    words = ["kitten", "sitting", "", "ünïcödé"]
+    big = [[ord(c) * 1000 for c in w] for w in words]  # renumbered to bytes
+    ref = reference_matrix([list(w) for w in words], [list(w) for w in words])
+    np.testing.assert_array_equal(pairwise_distances(words, backend="stringzilla"), ref)
+    np.testing.assert_array_equal(pairwise_distances(big, backend="stringzilla"), ref)
+    assert pairwise_distances([], backend="stringzilla").shape == (0, 0)
+
+
+def test_stringzilla_refuses_what_it_cannot_do() -> None:
+    pytest.importorskip("stringzillas")
+    with pytest.raises(ValueError, match="at most 256 distinct symbols"):
+        pairwise_distances([list(range(300)), [1]], backend="stringzilla")
+    with pytest.raises(ValueError, match="not chosen pairs"):
+        pair_distances([[1], [2]], np.array([[0, 1]]), backend="stringzilla")
+    with pytest.raises(ValueError, match="not chosen pairs"):
+        mean_pairwise_distance(
+            [[i % 5, i % 3] for i in range(100)], n_pairs=50, backend="stringzilla"
+        )
+    with pytest.raises(ValueError, match="CPU or a CUDA GPU"):
+        pairwise_distances([[1]], backend="stringzilla", device="mps")
+
+
+def test_stringzilla_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_stringzilla(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("stringzilla"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_stringzilla)
+    with pytest.raises(ImportError, match=r"grokviz\[stringzilla\]"):
+        pairwise_distances([[1], [2]], backend="stringzilla", device="cpu")
+
+
+# --- the torch backend's device-side pipeline ---
+
+
+@pytest.mark.parametrize("n", [2, 3, 50, 1001, 4000])
+def test_triangle_pairs_on_the_device_match_numpy(n: int) -> None:
+    torch = pytest.importorskip("torch")
+    k = np.arange(n * (n - 1) // 2)
+    i, j = _myers._triangle_pairs_torch(n, torch.as_tensor(k))
+    ti, tj = distance._triangle_pairs(n, k)
+    np.testing.assert_array_equal(i.numpy(), ti)
+    np.testing.assert_array_equal(j.numpy(), tj)
+
+
+def test_all_pairs_matrix_and_sum_in_small_chunks() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    seqs = [rng.integers(0, 6, rng.integers(0, 130)).tolist() for _ in range(23)]
+    expected = reference_matrix(seqs, seqs)
+    for chunk in (1, 5, 64, 10_000):  # chunks that split rows, and one that holds them all
+        kernel = distance._Myers(distance._as_seqs(seqs), torch.device("cpu"), chunk)
+        np.testing.assert_array_equal(kernel.all_pairs(matrix=True), expected)
+        assert kernel.all_pairs(matrix=False) == expected[np.triu_indices(23, 1)].sum()
+
+
+# --- n_pairs="auto": exact where affordable, sampled otherwise ---
+
+
+def test_auto_pairs_rule() -> None:
+    # the paper's pathways (470 symbols, 8 words): exact up to 20,000 pairs, 20,000 above
+    assert distance.auto_pairs([470] * 200, 19_900) is None
+    assert distance.auto_pairs([470] * 201, 20_100) == 20_000
+    assert distance.auto_pairs([470] * 10_000, 49_995_000) == 20_000
+    # short pathways (one word): exact much further
+    assert distance.auto_pairs([25] * 2_000, 1_999_000) is None
+    assert distance.auto_pairs([25] * 3_000, 4_498_500) == 3_008_000
+    # very long pathways: never fewer than 5,000 pairs, and all when that is all there are
+    assert distance.auto_pairs([5_000] * 1_000, 499_500) == 5_000
+    assert distance.auto_pairs([5_000] * 90, 4_005) is None
+
+
+def test_auto_mean_is_exact_when_affordable_and_sampled_with_interval_otherwise() -> None:
+    small = encode(_paper_like(60, 4), num_experts=16)  # short pathways: exact
+    est = mean_pairwise_distance(small, n_pairs="auto", backend="rapidfuzz")
+    assert est == mean_pairwise_distance(small, backend="rapidfuzz") and est.exact
+    # the paper's size (16 layers x 64 experts, about 470 symbols): 210 of them are sampled
+    weights = np.random.default_rng(5).dirichlet(np.full(64, 2.0), size=(210, 16))
+    packed = encode(select_experts(weights, tau=0.7), num_experts=64)
+    assert 440 < packed.lengths.mean() < 500
+    est = mean_pairwise_distance(packed, n_pairs="auto", backend="rapidfuzz")
+    expected_n = distance.auto_pairs(packed.lengths, 210 * 209 // 2)
+    assert expected_n is not None and not est.exact and est.n_pairs == expected_n
+    exact = mean_pairwise_distance(packed, backend="rapidfuzz").value
+    assert est.ci_low < exact < est.ci_high
+    with pytest.raises(ValueError, match="'auto', None or at least 2"):
+        mean_pairwise_distance(packed, n_pairs="all")  # type: ignore[arg-type]

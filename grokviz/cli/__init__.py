@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "follow a training run's checkpoint folder, tracing each checkpoint once it is whole",
     ),
     "toy": ("grokviz.toy.__main__", "train and inspect the tiny OLMoE toy runs that grok on a CPU"),
+    "report": ("grokviz.cli._report", "one standalone offline HTML page of a trace, for sharing"),
 }
 
 

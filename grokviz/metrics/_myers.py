@@ -57,6 +57,10 @@ class _Myers:
     For pair (pattern p, text t), the kernel keeps the vertical delta vectors VP/VN of the DP
     column over p's positions as ``W`` words and consumes t one symbol per step, for every pair
     of a chunk at once. The pattern of each pair is its shorter sequence.
+
+    Everything after the pair numbers lives on the device: which sequence is the pattern, the
+    order by text length, the kernel, and for all pairs (:meth:`all_pairs`) the pair numbers,
+    the matrix or the sum too. On a GPU the host then only launches work and copies one result.
     """
 
     def __init__(
@@ -77,9 +81,11 @@ class _Myers:
         self.total_pairs = total_pairs
         symbols = seqs.symbols
         n, max_len = symbols.shape
+        self.n = n
         self.sigma = max(1, int(symbols.max(initial=-1)) + 1)
         self.words = max(1, -(-max_len // _BITS))
         self.lengths_np = seqs.lengths
+        self.lengths = torch.as_tensor(seqs.lengths, dtype=torch.int64, device=device)
         # symbols transposed, [max_len, N], padding as symbol 0 (its steps are never scored)
         self.sym_t = torch.as_tensor(np.maximum(symbols, 0).T.copy(), device=device)
         # peq[w, s * sigma + c]: bit b set where sequence s has symbol c at position 62 w + b
@@ -97,67 +103,119 @@ class _Myers:
             chunk_pairs = (1 << 22 if device.type == "cuda" else 1 << 15) // self.words
         self.chunk_pairs = max(1, int(chunk_pairs))
 
+    # -- public entry points -------------------------------------------------------------
+
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Distances of pairs ``(a[i], b[i])``, chunked."""
+        torch = self.torch
         out = np.empty(len(a), dtype=np.int32)
+        for start in range(0, len(a), self.chunk_pairs):
+            stop = min(start + self.chunk_pairs, len(a))
+            pa = torch.as_tensor(np.ascontiguousarray(a[start:stop]), device=self.device)
+            pb = torch.as_tensor(np.ascontiguousarray(b[start:stop]), device=self.device)
+            out[start:stop] = self._distances(pa, pb, max(len(a), self.total_pairs)).cpu().numpy()
+        return out
+
+    def all_pairs(self, *, matrix: bool) -> Any:
+        """Every unordered pair of distinct sequences: the ``int32 [N, N]`` matrix, or the sum.
+
+        Pair numbers are turned into pairs on the device, chunk by chunk, and the distances are
+        written into a device matrix (or summed there), so nothing travels back per chunk.
+        """
+        torch = self.torch
+        n, dev = self.n, self.device
+        total = n * (n - 1) // 2
+        out = torch.zeros((n, n), dtype=torch.int32, device=dev) if matrix else None
+        acc = torch.zeros((), dtype=torch.int64, device=dev)
+        for start in range(0, total, self.chunk_pairs):
+            k = torch.arange(start, min(start + self.chunk_pairs, total), device=dev)
+            i, j = _triangle_pairs_torch(n, k)
+            d = self._distances(i, j, max(total, self.total_pairs))
+            if out is not None:
+                out[i, j] = d
+                out[j, i] = d
+            else:
+                acc += d.sum(dtype=torch.int64)
+        if out is not None:
+            return out.cpu().numpy()
+        return int(acc.item())
+
+    # -- one chunk -------------------------------------------------------------------------
+
+    def _distances(self, a: torch.Tensor, b: torch.Tensor, work_pairs: int) -> torch.Tensor:
+        """Distances of the pairs ``(a[i], b[i])`` (device tensors), as a device int32 tensor."""
+        torch = self.torch
+        if len(a) == 0:
+            return torch.zeros(0, dtype=torch.int32, device=self.device)
         kind = self.kind
         if kind is None:
             mean_length = float(self.lengths_np.mean()) if self.lengths_np.size else 0.0
-            kind = _choose_kernel(self.device, max(len(a), self.total_pairs) * mean_length)
-        for start in range(0, len(a), self.chunk_pairs):
-            pa, pb = a[start : start + self.chunk_pairs], b[start : start + self.chunk_pairs]
-            if kind != "eager":
-                try:
-                    if kind == "triton":
-                        out[start : start + len(pa)] = self._chunk_triton(pa, pb)
-                    else:
-                        out[start : start + len(pa)] = self._chunk(pa, pb, _compiled_step())
-                    continue
-                except Exception as exc:  # a missing or failing compiler must not stop the work
-                    _log.warning("%s edit-distance kernel failed (%s); using eager mode", kind, exc)
-                    kind = "eager"
-            out[start : start + len(pa)] = self._chunk(pa, pb, _step)
-        return out
+            kind = _choose_kernel(self.device, work_pairs * mean_length)
+        pat, txt, m, n, order = self._order(a, b)
+        if kind != "eager":
+            try:
+                if kind == "triton":
+                    sorted_d = self._triton(pat, txt, m, n)
+                else:
+                    sorted_d = self._eager(pat, txt, m, n, _compiled_step())
+            except Exception as exc:  # a missing or failing compiler must not stop the work
+                _log.warning("%s edit-distance kernel failed (%s); using eager mode", kind, exc)
+                self.kind = kind = "eager"
+            else:
+                return _unsort(sorted_d, order)
+        return _unsort(self._eager(pat, txt, m, n, _step), order)
 
-    def _order(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _forced(self, kind: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Distances of pairs through one kernel, without the fallback (self-check, tests)."""
+        torch = self.torch
+        pa, pb = (torch.as_tensor(np.ascontiguousarray(x), device=self.device) for x in (a, b))
+        pat, txt, m, n, order = self._order(pa, pb)
+        if kind == "triton":
+            d = self._triton(pat, txt, m, n)
+        else:
+            d = self._eager(pat, txt, m, n, _compiled_step() if kind == "compile" else _step)
+        return _unsort(d, order).cpu().numpy()
+
+    def _order(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Pattern (shorter) and text of each pair, longest texts first, and that order."""
-        swap = self.lengths_np[a] > self.lengths_np[b]
-        pat, txt = np.where(swap, b, a), np.where(swap, a, b)
-        m_np, n_np = self.lengths_np[pat], self.lengths_np[txt]
-        order = np.argsort(-n_np, kind="stable")
-        return pat[order], txt[order], m_np[order], n_np[order], order
+        torch = self.torch
+        la, lb = self.lengths[a], self.lengths[b]
+        swap = la > lb
+        pat, txt = torch.where(swap, b, a), torch.where(swap, a, b)
+        m, n = torch.minimum(la, lb), torch.maximum(la, lb)
+        order = torch.argsort(n, descending=True, stable=True)
+        return pat[order], txt[order], m[order], n[order], order
 
-    def _chunk_triton(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        torch, dev = self.torch, self.device
-        pat, txt, m_np, n_np, order = self._order(a, b)
-        words = max(1, -(-int(m_np.max(initial=0)) // _BITS))
+    def _triton(
+        self, pat: torch.Tensor, txt: torch.Tensor, m: torch.Tensor, n: torch.Tensor
+    ) -> torch.Tensor:
+        torch = self.torch
         n_pairs = len(pat)
-        scratch = torch.empty((2, words, n_pairs), dtype=torch.int64, device=dev)
-        result = torch.empty(n_pairs, dtype=torch.int64, device=dev)
-        as_t = lambda x: torch.as_tensor(np.ascontiguousarray(x), device=dev)  # noqa: E731
+        # m is not sorted: its maximum is one small reduction, read once per chunk
+        words = max(1, -(-int(m.max().item()) // _BITS))
+        scratch = torch.empty((2, words, n_pairs), dtype=torch.int64, device=self.device)
+        result = torch.empty(n_pairs, dtype=torch.int64, device=self.device)
         _triton_kernel()[(-(-n_pairs // _TRITON_BLOCK),)](
             self.peq, self.peq.stride(0), self.sym_t, self.sym_t.shape[1],
-            as_t(pat * self.sigma), as_t(txt), as_t(m_np), as_t(n_np),
-            int(n_np[0]) if n_pairs else 0,  # the longest text
+            (pat * self.sigma).contiguous(), txt.contiguous(), m.contiguous(), n.contiguous(),
             scratch[0], scratch[1], result, n_pairs,
             WORDS=words, BITS=_BITS, MASK=_MASK, BLOCK=_TRITON_BLOCK,
         )  # fmt: skip
-        out = np.empty(n_pairs, dtype=np.int32)
-        out[order] = result.cpu().numpy()
-        return out
+        return result.to(torch.int32)
 
-    def _chunk(self, a: np.ndarray, b: np.ndarray, step: Any) -> np.ndarray:
+    def _eager(
+        self, pat: torch.Tensor, txt: torch.Tensor, m: torch.Tensor, n: torch.Tensor, step: Any
+    ) -> torch.Tensor:
         torch = self.torch
-        pat, txt, m_np, n_np, order = self._order(a, b)
+        n_np = n.cpu().numpy()
         n_steps = int(n_np[0]) if len(n_np) else 0
         # running[t] = number of pairs whose text is longer than t
         running = np.searchsorted(-n_np, -np.arange(n_steps), side="left")
         dev = self.device
-        words = max(1, -(-int(m_np.max(initial=0)) // _BITS))
+        words = max(1, -(-int(m.max().item()) // _BITS))
         peq = self.peq[:words]
-        m = torch.as_tensor(m_np, device=dev)
-        txt_t = torch.as_tensor(txt, device=dev)
-        base = torch.as_tensor(pat * self.sigma, device=dev)
+        txt_t = txt
+        base = pat * self.sigma
         last = (m - 1).clamp(min=0)
         word_of_last = (last // _BITS).unsqueeze(0)
         bit_of_last = last % _BITS
@@ -172,11 +230,32 @@ class _Myers:
                 word_of_last, bit_of_last = word_of_last[:, :k], bit_of_last[:k]
             vp, vn, delta = step(peq, self.sym_t[t], txt_t, base, vp, vn, word_of_last, bit_of_last)
             score[:k] += delta
-        n = torch.as_tensor(n_np, device=dev)
-        result = torch.where(m == 0, n, score).to(torch.int32).cpu().numpy()
-        out = np.empty_like(result)
-        out[order] = result
-        return out
+        return torch.where(m == 0, n, score).to(torch.int32)
+
+
+def _unsort(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``values`` in sorted order back to the order before ``order`` sorted them."""
+    out = values.new_empty(values.shape)
+    out[order] = values
+    return out
+
+
+def _triangle_pairs_torch(n: int, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unordered pairs ``i < j`` of ``n`` items numbered row by row, on ``k``'s device.
+
+    The same numbering as :func:`grokviz.metrics._distance_backends._triangle_pairs`: row ``i``
+    starts at pair ``i (2n - i - 1) / 2``. The square root is taken in float64 and the row is
+    corrected by one where rounding put it across a boundary.
+    """
+    import torch
+
+    row_start = lambda i: i * (2 * n - i - 1) // 2  # noqa: E731
+    disc = (2.0 * n - 1) ** 2 - 8.0 * k.to(torch.float64)
+    i = torch.floor(((2 * n - 1) - torch.sqrt(disc)) / 2).to(torch.int64)
+    i = i.clamp(0, max(n - 2, 0))
+    i = torch.where(row_start(i) > k, i - 1, i)
+    i = torch.where(row_start(i + 1) <= k, i + 1, i)
+    return i, k - row_start(i) + i + 1
 
 
 def _step(
@@ -259,7 +338,7 @@ def _triton_ok(device: torch.device) -> bool:
             seqs += [np.zeros(0, dtype=np.int64), np.ones(186, dtype=np.int64)]
             kernel = _Myers(_Seqs(*_pad(seqs)), device, None, kind="eager")
             i, j = np.triu_indices(len(seqs), 1)
-            _TRITON[key] = bool(np.array_equal(kernel._chunk_triton(i, j), kernel(i, j)))
+            _TRITON[key] = bool(np.array_equal(kernel._forced("triton", i, j), kernel(i, j)))
             if not _TRITON[key]:
                 _log.warning("the Triton edit-distance kernel disagrees with eager mode; unused")
         except Exception as exc:
@@ -298,7 +377,7 @@ def _triton_kernel() -> Any:
 
     @triton.jit
     def myers_kernel(
-        peq_ptr, peq_stride, sym_ptr, n_seqs, base_ptr, txt_ptr, m_ptr, n_ptr, n_steps,
+        peq_ptr, peq_stride, sym_ptr, n_seqs, base_ptr, txt_ptr, m_ptr, n_ptr,
         vp_ptr, vn_ptr, out_ptr, n_pairs,
         WORDS: tl.constexpr, BITS: tl.constexpr, MASK: tl.constexpr, BLOCK: tl.constexpr,
     ):  # fmt: skip
@@ -315,6 +394,8 @@ def _triton_kernel() -> Any:
         for w in tl.static_range(WORDS):
             tl.store(vp_ptr + w * n_pairs + offs, tl.zeros_like(m) + MASK, mask=valid)
             tl.store(vn_ptr + w * n_pairs + offs, tl.zeros_like(m), mask=valid)
+        # pairs come sorted by text length, so each block stops at its own longest text
+        n_steps = tl.max(n, axis=0)
         t = 0
         while t < n_steps:  # (a while loop: Triton's interpreter can run it too)
             running = valid & (t < n)

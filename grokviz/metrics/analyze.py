@@ -19,6 +19,7 @@ import polars as pl
 
 from grokviz import schema
 from grokviz.errors import EmptyInputError, StoreDamagedError, TraceStoreError
+from grokviz.metrics.distance import DistanceEstimate, SampledDistanceWarning
 from grokviz.metrics.onsets import memorization_onsets
 from grokviz.metrics.stats import bootstrap_mean
 
@@ -113,7 +114,7 @@ def analyze(
     delta: float = 0.05,
     memorized_only: bool = True,
     groups: GroupKind | Sequence[GroupKind] = _GROUP_KINDS,  # type: ignore[assignment]
-    n_pairs: int | None = None,
+    n_pairs: int | Literal["auto"] | None = "auto",
     layers: Sequence[int] | None = None,
     per_layer: bool = False,
     n_boot: int = 1000,
@@ -142,6 +143,9 @@ def analyze(
     ``"Pretrain@<step>"``. A distance needs 2 samples, so groups of one sample have no distance
     rows. Intervals of means are percentile bootstraps over samples; the distance interval is
     the one :func:`~grokviz.metrics.distance.mean_pairwise_distance` gives (none when exact).
+    By default a distance is exact where all pairs are affordable and estimated from a uniform
+    sample of pairs otherwise (``n_pairs="auto"``); sampled values carry their 95 % interval
+    and a :class:`~grokviz.metrics.distance.SampledDistanceWarning` says how many there are.
 
     Parameters
     ----------
@@ -161,7 +165,11 @@ def analyze(
     groups
         Which groupings to report: any of ``"global"``, ``"domain"``, ``"memorization"``.
     n_pairs
-        Sample this many pairs for each distance instead of all pairs (large groups).
+        Pairs per distance value. ``"auto"``: all pairs while that costs at most about 20,000
+        pairs of the paper's 470-symbol pathways (a second or so on 2 CPU cores), else a
+        uniform sample of that cost (:func:`~grokviz.metrics.distance.auto_pairs`; 10
+        checkpoints x 10,000 samples then take minutes, not hours). An int samples that many
+        pairs where a group has more; None computes every pair (exact; ~N^2/2 pairs per group).
     layers
         MoE layer indices to use (default all).
     per_layer
@@ -188,8 +196,12 @@ def analyze(
     Examples
     --------
     >>> import grokviz
-    >>> metrics = grokviz.analyze("traces/olmoe")  # doctest: +SKIP
-    >>> metrics.filter(metric="distance", group="global")  # doctest: +SKIP
+    >>> from grokviz.data import sample_data_dir
+    >>> store = grokviz.TraceStore.open(sample_data_dir() / "toy" / "trace")
+    >>> metrics = grokviz.analyze(store, n_boot=0, progress=False)
+    >>> distance = metrics.filter(metric="distance", group="global")
+    >>> distance.height == store.checkpoints().height  # one value per checkpoint
+    True
     """
     from tqdm.auto import tqdm
 
@@ -222,6 +234,7 @@ def analyze(
     layer_idx = None if layers is None else list(layers)
 
     rows: list[dict] = []
+    sampled: list[DistanceEstimate] = []  # distance values estimated from a sample of pairs
     warned_routers = False
     bar = tqdm(ckpts.iter_rows(named=True), total=ckpts.height, disable=not progress, desc="ckpt")
     for ck in bar:
@@ -286,7 +299,11 @@ def analyze(
                     layer_names=layer_idx or list(range(weights.shape[1])),
                     seed=seed,
                     device=device,
+                    sampled=sampled,
                 )
+    if sampled:
+        n_distances = sum(r["metric"].startswith("distance") for r in rows)
+        warnings.warn(_sampling_note(sampled, n_distances), SampledDistanceWarning, stacklevel=2)
     if accuracy is not None:
         acc = schema.conform(accuracy, schema.ACCURACY, name="accuracy")
         rows += [
@@ -355,11 +372,12 @@ def _distances(
     tau: float,
     top_k: int | None,
     unit: str,
-    n_pairs: int | None,
+    n_pairs: int | Literal["auto"] | None,
     per_layer: bool,
     layer_names: list[int],
     seed: int,
     device: Any,
+    sampled: list[DistanceEstimate],
 ) -> list[dict]:
     """Mean pairwise pathway distance of one group at one checkpoint (and per layer)."""
     from grokviz.metrics.distance import mean_pairwise_distance, per_layer_mean_distance
@@ -381,4 +399,21 @@ def _distances(
     for metric, est in estimates:
         lo, hi = (np.nan, np.nan) if est.exact else (float(est.ci_low), float(est.ci_high))
         rows.append(_row(*where, metric, float(est.value), lo, hi))
+        if not est.exact:
+            sampled.append(est)
     return rows
+
+
+def _sampling_note(sampled: list[DistanceEstimate], n_distances: int) -> str:
+    """One line saying which distance values are estimates and how far off they may be."""
+    sizes = sorted({e.n_pairs for e in sampled})
+    pairs = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}-{sizes[-1]:,}"
+    widest = max(
+        ((e.ci_high - e.ci_low) / 2 / e.value for e in sampled if e.value > 0), default=0.0
+    )
+    return (
+        f"{len(sampled)} of {n_distances} distance values are means of {pairs} uniformly "
+        f"sampled pairs, not of all pairs; their 95% intervals are in ci_low/ci_high, the widest "
+        f"+-{widest:.2%} of its value. Pass n_pairs=None for exact means over all pairs (slow "
+        "on a CPU for large groups)."
+    )

@@ -2,13 +2,18 @@
 
 Pathway distance is the edit distance with unit costs for insertion, deletion and substitution
 (DESIGN.md §1). Pathways come as :class:`~grokviz.pathways.PackedPathways`, lists of strings, or
-lists of integer sequences. Two backends give identical, exact results:
+lists of integer sequences. The backends give identical, exact results:
 
 - ``"rapidfuzz"``: :mod:`rapidfuzz` on the CPU, all cores (``workers=-1``);
 - ``"torch"``: Myers' bit-parallel algorithm (Myers 1999, in Hyyrö's formulation) with
   multi-word bit vectors, run for many pairs at once as ``int64`` tensors on any device.
   Each word holds 62 bits of a pattern, so sums with a carry never overflow a signed ``int64``
-  and every shift stays non-negative: the arithmetic is exact by construction.
+  and every shift stays non-negative: the arithmetic is exact by construction;
+- ``"stringzilla"`` (optional, ``pip install "grokviz[stringzilla]"`` for CPU cores or
+  ``"grokviz[stringzilla-cuda]"`` for NVIDIA GPUs): StringZilla's ``LevenshteinDistances``
+  engine over byte strings, one byte per symbol (at most 256 distinct symbols). Its engines
+  score whole matrices, so it serves :func:`pairwise_distances`, :func:`cross_distances` and
+  exact means, not chosen or sampled pairs.
 
 ``backend="auto"`` picks torch when ``device`` names a CUDA device, or when ``device`` is None and
 a CUDA GPU is available, and rapidfuzz otherwise.
@@ -18,11 +23,15 @@ torch) a fused Triton kernel runs each block of pairs through all text symbols i
 after a one-time check against eager mode. Without Triton, large CUDA workloads (about 10M pairs
 of the paper's length and up) use ``torch.compile`` on the per-symbol step, smaller ones and the
 CPU run it eagerly (~40 tensor ops per text symbol). A failing kernel falls back to eager mode.
-``GROKVIZ_DISTANCE_KERNEL=eager|compile|triton`` forces one.
+``GROKVIZ_DISTANCE_KERNEL=eager|compile|triton`` forces one. For all pairs of a set, the pairs,
+the kernel and the matrix (or sum) stay on the device; one result is copied back.
 
 The monitored quantity is the average pairwise distance of a set of samples:
 :func:`mean_pairwise_distance` gives it exactly, or estimated from a uniform sample of distinct
-pairs with a confidence interval.
+pairs with a confidence interval. ``n_pairs="auto"`` chooses between the two by cost: exact
+while all pairs cost at most about what 20,000 pairs of the paper's 470-symbol pathways cost
+(one second or so of rapidfuzz on 2 CPU cores), otherwise a sample of that cost
+(:func:`auto_pairs`). The sampled mean's 95 % interval is stated with it.
 
 This module holds the public functions; turning inputs into sequences, choosing the backend and
 enumerating pairs is :mod:`grokviz.metrics._distance_backends`'s, the torch kernels
@@ -45,24 +54,29 @@ from typing import Any, Literal, overload
 import numpy as np
 import polars as pl
 
-from grokviz.errors import EmptyInputError
+from grokviz.errors import EmptyInputError, InputError
 
 # The inputs, backends and pair enumeration live in _distance_backends; the private names stay
 # importable from here.
 from grokviz.metrics._distance_backends import _MAX_DIRECT_SYMBOL as _MAX_DIRECT_SYMBOL
 from grokviz.metrics._distance_backends import (
-    _PAIR_BLOCK,
     Backend,
+    NPairs,
     Paths,
-    _all_pair_chunks,
     _as_seqs,
     _cdist,
+    _check_n_pairs,
     _compact,
     _n_pairs,
     _pair_distances,
     _resolve,
+    _sample_size,
     _strings,
+    _sz_bytes,
+    _sz_matrix,
+    _sz_no_pairs,
     _triangle_pairs,
+    auto_pairs,
 )
 from grokviz.metrics._distance_backends import _joined as _joined
 from grokviz.metrics._distance_backends import _pairs_rapidfuzz as _pairs_rapidfuzz
@@ -71,6 +85,8 @@ from grokviz.pathways import _layers_from_frame
 
 __all__ = [
     "DistanceEstimate",
+    "SampledDistanceWarning",
+    "auto_pairs",
     "cross_distances",
     "mean_cross_distance",
     "mean_pairwise_distance",
@@ -106,6 +122,14 @@ class DistanceEstimate:
     exact: bool
 
 
+class SampledDistanceWarning(UserWarning):
+    """Some distance values are means of sampled pairs, with their intervals beside them.
+
+    Issued by :func:`grokviz.analyze` when ``n_pairs`` left some group too large for all pairs;
+    silence it with ``warnings.simplefilter("ignore", SampledDistanceWarning)``.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # public: matrices and pairs
 
@@ -124,10 +148,12 @@ def pairwise_distances(
     paths
         :class:`~grokviz.pathways.PackedPathways`, a list of strings, or a list of int sequences.
     backend
-        ``"torch"``, ``"rapidfuzz"``, or ``"auto"``: torch when ``device`` is a CUDA device or
-        (``device=None``) a CUDA GPU is available, rapidfuzz otherwise.
+        ``"torch"``, ``"rapidfuzz"``, ``"stringzilla"``, or ``"auto"``: torch when ``device`` is
+        a CUDA device or (``device=None``) a CUDA GPU is available, rapidfuzz otherwise.
     device
-        Torch device for the torch backend (default: CUDA when available, else CPU).
+        Torch device for the torch backend (default: CUDA when available, else CPU); for
+        stringzilla ``"cpu"`` (all cores) or ``"cuda[:i]"`` (default: the GPU when StringZilla's
+        CUDA build and a GPU are there).
     chunk_pairs
         Pairs processed at once by the torch backend, bounding its memory (default: about
         ``2**22 / words`` on CUDA, ``2**15 / words`` on CPU, words = ``ceil(length / 62)``).
@@ -148,12 +174,11 @@ def pairwise_distances(
     if name == "rapidfuzz":
         (strings,) = _strings(seqs)
         return _cdist(strings, strings)
-    out = np.zeros((n, n), dtype=np.int32)
+    if name == "stringzilla":
+        (strings_b,) = _sz_bytes(seqs)
+        return _sz_matrix(strings_b, None, dev)
     kernel = _Myers(_compact(seqs)[0], dev, chunk_pairs, total_pairs=_n_pairs(n))
-    for i, j in _all_pair_chunks(n, _PAIR_BLOCK):
-        d = kernel(i, j)
-        out[i, j] = d
-        out[j, i] = d
+    out: np.ndarray = kernel.all_pairs(matrix=True)
     return out
 
 
@@ -177,6 +202,9 @@ def cross_distances(
     if name == "rapidfuzz":
         left, right = _strings(sa, sb)
         return _cdist(left, right)
+    if name == "stringzilla":
+        left_b, right_b = _sz_bytes(sa, sb)
+        return _sz_matrix(left_b, right_b, dev)
     joint, offset = _joined(sa, sb)
     kernel = _Myers(joint, dev, None)
     i, j = np.divmod(np.arange(len(sa) * len(sb), dtype=np.int64), max(len(sb), 1))
@@ -225,7 +253,7 @@ def _estimate(d: np.ndarray, population: int, confidence: float) -> DistanceEsti
         return DistanceEstimate(value, value, value, n, True)
     if not 0 < confidence < 1:
         msg = f"confidence must be in (0, 1); got {confidence}"
-        raise ValueError(msg)
+        raise InputError(msg)
     z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
     sd = float(d.std(ddof=1)) if n > 1 else math.inf
     fpc = math.sqrt((population - n) / (population - 1))
@@ -233,16 +261,10 @@ def _estimate(d: np.ndarray, population: int, confidence: float) -> DistanceEsti
     return DistanceEstimate(value, value - half, value + half, n, False)
 
 
-def _check_n_pairs(n_pairs: int | None) -> None:
-    if n_pairs is not None and n_pairs < 2:
-        msg = f"n_pairs must be at least 2 for a confidence interval; got {n_pairs}"
-        raise ValueError(msg)
-
-
 def mean_pairwise_distance(
     paths: Paths,
     *,
-    n_pairs: int | None = None,
+    n_pairs: NPairs = None,
     confidence: float = 0.95,
     seed: int = 0,
     backend: Backend = "auto",
@@ -253,19 +275,23 @@ def mean_pairwise_distance(
     Exact over all ``N (N - 1) / 2`` pairs when ``n_pairs`` is None or at least that many;
     otherwise the mean of ``n_pairs`` distinct pairs drawn uniformly (without replacement),
     with a normal-approximation confidence interval including the finite-population correction.
+    The interval is for the mean over all pairs of these pathways; the same ``seed`` draws the
+    same pairs for the same number of pathways, so means of one group at several checkpoints
+    are taken over the same pairs.
 
     Parameters
     ----------
     paths
         The pathways, as for :func:`pairwise_distances`; at least 2.
     n_pairs
-        Pairs to sample, or None for the exact mean.
+        Pairs to sample; None for the exact mean; ``"auto"``: exact when affordable, else a
+        sample of affordable size (:func:`auto_pairs`).
     confidence
         Coverage of the interval, in ``(0, 1)``.
     seed
         Seed of the pair sample.
     backend, device
-        As for :func:`pairwise_distances`.
+        As for :func:`pairwise_distances`; ``"stringzilla"`` gives exact means only.
 
     Returns
     -------
@@ -275,6 +301,9 @@ def mean_pairwise_distance(
     --------
     >>> mean_pairwise_distance(["ab", "ac", "bc"], backend="rapidfuzz").value
     1.3333333333333333
+    >>> est = mean_pairwise_distance([[i % 7, i % 5, i % 3] for i in range(300)], n_pairs=2000)
+    >>> est.exact, est.n_pairs, est.ci_low < est.value < est.ci_high
+    (False, 2000, True)
     """
     seqs = _as_seqs(paths)
     n = len(seqs)
@@ -283,20 +312,24 @@ def mean_pairwise_distance(
         raise EmptyInputError(msg)
     _check_n_pairs(n_pairs)
     population = _n_pairs(n)
-    if n_pairs is None or n_pairs >= population:
+    sample = _sample_size(n_pairs, seqs.lengths, population)
+    if sample is None:
         name, dev = _resolve(backend, device)
-        if name == "rapidfuzz":
-            (strings,) = _strings(seqs)
+        if name == "torch":
+            kernel = _Myers(_compact(seqs)[0], dev, None, total_pairs=population)
+            total = int(kernel.all_pairs(matrix=False))
+        else:
+            if name == "rapidfuzz":
+                (strings,) = _strings(seqs)
+                matrix = _cdist(strings, strings)
+            else:
+                (strings_b,) = _sz_bytes(seqs)
+                matrix = _sz_matrix(strings_b, None, dev)
             # symmetric with a zero diagonal: each unordered pair is counted twice
-            value = int(_cdist(strings, strings).sum(dtype=np.int64)) / 2 / population
-            return DistanceEstimate(value, value, value, population, True)
-        kernel = _Myers(_compact(seqs)[0], dev, None, total_pairs=population)
-        total = sum(
-            int(kernel(i, j).sum(dtype=np.int64)) for i, j in _all_pair_chunks(n, _PAIR_BLOCK)
-        )
+            total = int(matrix.sum(dtype=np.int64)) // 2
         value = total / population
         return DistanceEstimate(value, value, value, population, True)
-    k = np.random.default_rng(seed).choice(population, size=n_pairs, replace=False)
+    k = np.random.default_rng(seed).choice(population, size=sample, replace=False)
     i, j = _triangle_pairs(n, k)
     return _estimate(_pair_distances(seqs, None, i, j, backend, device), population, confidence)
 
@@ -305,7 +338,7 @@ def mean_cross_distance(
     a: Paths,
     b: Paths,
     *,
-    n_pairs: int | None = None,
+    n_pairs: NPairs = None,
     confidence: float = 0.95,
     seed: int = 0,
     backend: Backend = "auto",
@@ -326,10 +359,16 @@ def mean_cross_distance(
         raise EmptyInputError(msg)
     _check_n_pairs(n_pairs)
     population = len(sa) * len(sb)
-    if n_pairs is None or n_pairs >= population:
+    sample = _sample_size(n_pairs, np.concatenate([sa.lengths, sb.lengths]), population)
+    if sample is None:
+        if _resolve(backend, device)[0] == "stringzilla":
+            value = float(cross_distances(a, b, backend=backend, device=device).mean())
+            return DistanceEstimate(value, value, value, population, True)
         k = np.arange(population, dtype=np.int64)
     else:
-        k = np.random.default_rng(seed).choice(population, size=n_pairs, replace=False)
+        if _resolve(backend, device)[0] == "stringzilla":
+            raise _sz_no_pairs()
+        k = np.random.default_rng(seed).choice(population, size=sample, replace=False)
     i, j = np.divmod(k, len(sb))
     d = _pair_distances(sa, sb, i, j, backend, device)
     return _estimate(d, population, confidence)
@@ -339,7 +378,7 @@ def mean_cross_distance(
 def per_layer_mean_distance(
     paths: list[list[np.ndarray]] | list[list[list[int]]] | pl.DataFrame,
     *,
-    n_pairs: int | None = ...,
+    n_pairs: NPairs = ...,
     confidence: float = ...,
     seed: int = ...,
     backend: Backend = ...,
@@ -350,7 +389,7 @@ def per_layer_mean_distance(
 def per_layer_mean_distance(
     paths: list[list[np.ndarray]] | list[list[list[int]]] | pl.DataFrame,
     *,
-    n_pairs: int | None = ...,
+    n_pairs: NPairs = ...,
     confidence: float = ...,
     seed: int = ...,
     backend: Backend = ...,
@@ -360,7 +399,7 @@ def per_layer_mean_distance(
 def per_layer_mean_distance(
     paths: list[list[np.ndarray]] | list[list[list[int]]] | pl.DataFrame,
     *,
-    n_pairs: int | None = None,
+    n_pairs: NPairs = None,
     confidence: float = 0.95,
     seed: int = 0,
     backend: Backend = "auto",
@@ -396,7 +435,7 @@ def per_layer_mean_distance(
     n_layers = {len(p) for p in layered}
     if len(n_layers) > 1:
         msg = f"every pathway needs the same number of layers; got {sorted(n_layers)}"
-        raise ValueError(msg)
+        raise InputError(msg)
     count = n_layers.pop() if n_layers else 0
     out = [
         mean_pairwise_distance(

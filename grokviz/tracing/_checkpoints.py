@@ -290,6 +290,17 @@ def hub_error(exc: BaseException, what: str) -> BaseException:
     return exc
 
 
+def load_failure(exc: BaseException, what: str, *, advice: str = "") -> BaseException:
+    """A failure to ``what`` (e.g. "load the model of checkpoint 'x'") as a grokviz error: the hub's
+    own advice for hub failures, else a :class:`CheckpointLoadError` naming the cause."""
+    hub = hub_error(exc, what)
+    if hub is not exc:
+        return hub
+    text = " ".join(str(exc).split())
+    msg = f"cannot {what}: {type(exc).__name__}: {text}" + (f". {advice}" if advice else "")
+    return CheckpointLoadError(msg)
+
+
 def _sorted_names(refs: dict[str, str]) -> list[str]:
     return [c.label for c in _sorted([Checkpoint("_", revision=r) for r in refs])]
 

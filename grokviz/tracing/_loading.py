@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grokviz.errors import (
-    CheckpointLoadError,
     CheckpointNotFoundError,
     GrokvizError,
     InputError,
@@ -28,6 +27,7 @@ from grokviz.tracing._checkpoints import (
     _weight_files,
     as_checkpoint,
     hub_error,
+    load_failure,
 )
 
 if TYPE_CHECKING:
@@ -193,22 +193,19 @@ def load_model(
 
 
 def load_error(exc: BaseException, ckpt: Checkpoint, location: str) -> BaseException:
-    """A failure to load ``ckpt``'s model as a :class:`CheckpointLoadError` that says what to do."""
+    """A failure to load ``ckpt``'s model as a grokviz error that says what to do."""
     from grokviz.errors import DeviceError
 
-    hub = hub_error(exc, f"load checkpoint {ckpt.label!r}")
-    if hub is not exc:
-        return hub
     text = " ".join(str(exc).split())
     if "CUDA" in text or "out of memory" in text.lower():
         msg = f"cannot put checkpoint {ckpt.label!r} on the device: {text}"
         return DeviceError(msg)
-    msg = (
-        f"cannot load the model of checkpoint {ckpt.label!r} from {location!r}: "
-        f"{type(exc).__name__}: {text}. Its files may be incomplete or damaged (save or download "
-        "them again), or need another version of transformers."
+    return load_failure(
+        exc,
+        f"load the model of checkpoint {ckpt.label!r} from {location!r}",
+        advice="Its files may be incomplete or damaged (save or download them again), or "
+        "need another version of transformers.",
     )
-    return CheckpointLoadError(msg)
 
 
 def _direct_to_device(device: str | torch.device) -> bool:
@@ -257,9 +254,5 @@ def _load_tokenizer(auto: Any, ckpt: Checkpoint, location: str, kwargs: dict[str
     try:
         return auto.from_pretrained(location, **kwargs)
     except Exception as exc:
-        hub = hub_error(exc, f"load the tokenizer of checkpoint {ckpt.label!r}")
-        if hub is not exc:
-            raise hub from exc
-        text = " ".join(str(exc).split())
-        msg = f"could not load the tokenizer of checkpoint {ckpt.label!r} from {location!r}: {text}"
-        raise CheckpointLoadError(msg) from exc
+        what = f"load the tokenizer of checkpoint {ckpt.label!r} from {location!r}"
+        raise load_failure(exc, what) from exc

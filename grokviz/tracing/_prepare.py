@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from grokviz.errors import (
-    CheckpointLoadError,
     DeviceError,
     EmptyInputError,
     GrokvizError,
     InputError,
 )
-from grokviz.tracing._checkpoints import Checkpoint, as_checkpoint, hub_error, list_checkpoints
+from grokviz.tracing._checkpoints import Checkpoint, as_checkpoint, list_checkpoints, load_failure
 
 
 def resolve_device(device: Any) -> Any:
@@ -165,12 +164,8 @@ def series_record(checkpoint: Checkpoint, *, trust_remote_code: bool = False) ->
     except GrokvizError:
         raise
     except Exception as exc:
-        hub = hub_error(exc, f"read the config of checkpoint {checkpoint.label!r}")
-        if hub is not exc:
-            raise hub from exc
-        text = " ".join(str(exc).split())
-        msg = f"cannot read the config of checkpoint {checkpoint.label!r} ({location}): {text}"
-        raise CheckpointLoadError(msg) from exc
+        what = f"read the config of checkpoint {checkpoint.label!r} ({location})"
+        raise load_failure(exc, what) from exc
     return model_record(model)
 
 

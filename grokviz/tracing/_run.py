@@ -211,7 +211,6 @@ class _Tally:
     truncated: int = 0
     encoded: int = 0
     nonfinite: dict[str, list[str]] = field(default_factory=dict)
-    waited: int = 0
 
 
 def trace(
@@ -362,13 +361,12 @@ def trace(
             logger.info(
                 "waiting for %s, which traces %s unit %s", writer.holder(label, unit), label, unit
             )
-            tally.waited += 1
             claim = writer.claim(label, unit, blocking=True)
             if claim is not None:
                 claim.release()  # free again: the loop traces it if its holder did not finish
     finally:
         bar.close()
-    _report(tally, max_length)
+    _warn_truncated(tally.truncated, tally.encoded, max_length)
     return writer.store
 
 
@@ -564,10 +562,6 @@ def _trace_unit(
     }
     writer.write_part(label, shard, frames, nonfinite=len(bad))
     logger.debug("%s: wrote part %d", label, shard)
-
-
-def _report(tally: _Tally, max_length: int) -> None:
-    _warn_truncated(tally.truncated, tally.encoded, max_length)
 
 
 def _routers_frame(model: Any, checkpoint: Checkpoint) -> pl.DataFrame:
