@@ -5,6 +5,7 @@ watch`` follows them.
 The two-process test never sleeps for luck: the trainer waits, after saving each checkpoint,
 until the watcher has traced it (so the watcher provably picks checkpoints up while training
 runs), and the test waits for states (lines printed, files written) with generous time limits.
+A live view in the test's process follows the store meanwhile, as a notebook would.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import pytest
 
 import grokviz
 from grokviz.errors import InputError, StoreMismatchError
-from grokviz.monitor import Watcher
+from grokviz.monitor import LiveView, Watcher
 from grokviz.monitor._watch import compile_pattern, folder_complete
 from grokviz.testing import char_tokenizer, tiny_moe, tiny_samples
 
@@ -244,6 +246,14 @@ def test_watch_follows_checkpoints_a_separate_trainer_process_writes(tmp_path: P
     watch = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    # a live view in this process follows the store the watcher writes
+    view = LiveView(store, diagram=True).follow(interval=0.2)
+    seen: list[tuple[int, list[int], list[str]]] = []
+    view.live.subscribe(
+        lambda o: seen.append(
+            (id(view.timeline), view.timeline.steps, list(view.diagram.checkpoints))
+        )
+    )
     try:
         watched = _Lines(watch)
         watched.wait_for(lambda ls: any("watching" in x for x in ls), timeout=300, what="start")
@@ -265,10 +275,22 @@ def test_watch_follows_checkpoints_a_separate_trainer_process_writes(tmp_path: P
         )
         watch.send_signal(signal.SIGINT)
         assert watch.wait(timeout=120) == 130
+        deadline = time.monotonic() + 120
+        while len(seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
+        view.stop()
         if watch.poll() is None:
             watch.kill()
             watch.wait()
+    # the same Timeline and diagram grew by one checkpoint per observation
+    labels = ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    assert [(steps, names) for _, steps, names in seen] == [
+        ([2], labels[:1]),
+        ([2, 4], labels[:2]),
+        ([2, 4, 6], labels),
+    ]
+    assert len({ident for ident, _, _ in seen}) == 1
     watched.wait_for(lambda ls: any("run the same command again" in x for x in ls), timeout=30,
                      what="the resume hint")  # fmt: skip
     observed = [x.split(" ")[0] for x in watched.lines if x.startswith("checkpoint-")]

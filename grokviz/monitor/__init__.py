@@ -16,7 +16,9 @@ store as one checkpoint per observation, and keeps the pathway metrics up to dat
 The pieces: :func:`probe_set` (training samples only, stratified by domain),
 :class:`OnlineCriterion` (which samples count as memorized *now*, the paper's criterion with the
 latest observation standing in for the final checkpoint), :class:`LiveMetrics` (follows any
-store, also one another process writes, for views and loggers) and :class:`Observation`.
+store, also one another process writes, for views and loggers), :class:`Observation` and
+:class:`LiveView` (a Timeline and a PathwayDiagram that grow in place as observations arrive,
+from this kernel's training loop or from another process).
 After the run, ``grokviz.analyze(monitor.store)`` applies the paper's own criterion.
 
 ``import grokviz.monitor`` imports neither torch, transformers nor Lightning.
@@ -33,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_PER_DOMAIN": "grokviz.monitor._probe",
     "LightningCallback": "grokviz.monitor._lightning",
     "LiveMetrics": "grokviz.monitor._live",
+    "LiveView": "grokviz.monitor._live_view",
     "Monitor": "grokviz.monitor._monitor",
     "Observation": "grokviz.monitor._live",
     "OnlineCriterion": "grokviz.monitor._online",
@@ -47,6 +50,7 @@ __all__ = [
     "DEFAULT_PER_DOMAIN",
     "LightningCallback",
     "LiveMetrics",
+    "LiveView",
     "Monitor",
     "Observation",
     "OnlineCriterion",
@@ -59,6 +63,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from grokviz.monitor._lightning import LightningCallback
     from grokviz.monitor._live import LiveMetrics, Observation
+    from grokviz.monitor._live_view import LiveView
     from grokviz.monitor._monitor import DEFAULT_EVERY, Monitor
     from grokviz.monitor._online import OnlineCriterion
     from grokviz.monitor._probe import DEFAULT_PER_DOMAIN, probe_set

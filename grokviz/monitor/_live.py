@@ -227,6 +227,11 @@ class LiveMetrics:
     # -- the store ------------------------------------------------------------------------------
 
     @property
+    def path(self) -> Any:
+        """The store's folder (a :class:`~pathlib.Path`)."""
+        return self._path
+
+    @property
     def store(self) -> Any:
         """The :class:`~grokviz.TraceStore` followed (``None`` while its folder is no store)."""
         return self._store

@@ -17,6 +17,7 @@ follows the notebook's light or dark theme, exports PNG and SVG, and works in ma
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,17 @@ def _pairs_frame(pairs: object) -> pl.DataFrame:
     if "test_group" not in frame.columns:
         frame = frame.with_columns(test_group=pl.format("Test@{}", pl.col("test_step")))
     return frame.with_columns(label=pl.format("{} → {}", pl.col("group"), pl.col("test_group")))
+
+
+# what Timeline._prepare hands _send_tables: metrics, accuracy, onsets, pairs, names, steps
+_Prepared = tuple[
+    pl.DataFrame,
+    pl.DataFrame | None,
+    pl.DataFrame | None,
+    pl.DataFrame | None,
+    list[str],
+    pl.DataFrame,
+]
 
 
 def _metric_order(metrics: list[str]) -> list[str]:
@@ -215,6 +227,22 @@ class Timeline(GrokvizWidget):
     ) -> None:
         # `offline` is kept for old calls: nothing is loaded from the network in any case.
         del offline
+        prepared = self._prepare(metrics, accuracy, onsets, pairs, show)
+        self._show = None if show is None else list(show)
+        self._title = title
+        self._given_palette = palette
+        super().__init__(width=width, row_height=row_height, **kwargs)
+        self._send_tables(*prepared, palette, title)
+
+    def _prepare(
+        self,
+        metrics: object,
+        accuracy: object | None,
+        onsets: object | None,
+        pairs: object | None,
+        show: list[str] | None,
+    ) -> _Prepared:
+        """Check and conform the tables; set the step maps. Nothing is sent or changed on error."""
         frame = schema.conform(metrics, schema.METRICS, name="metrics")
         if frame.height == 0:
             from grokviz.errors import EmptyInputError
@@ -233,24 +261,67 @@ class Timeline(GrokvizWidget):
 
             msg = "the metrics table has only accuracy rows: compute metrics, e.g. grokviz.analyze(...)"
             raise EmptyInputError(msg)
-        self._metrics = frame
-        self._accuracy_frame = acc
         onset_frame = None
         if onsets is not None:
             onset_frame = schema.conform(onsets, {"group": pl.String()}, name="onsets")
         pair_frame = None if pairs is None else _pairs_frame(pairs)
         steps = _steps(frame, acc)
-        self._label_of = dict(zip(steps["step"], steps["checkpoint"], strict=True))
-        self._step_of = {v: k for k, v in self._label_of.items()}
-        self._step_list: list[int] = steps["step"].to_list()
         present = frame["metric"].unique().to_list()
         names = _metric_order(present) if show is None else list(show)
         unknown = [m for m in names if m not in present]
         if unknown:
             msg = f"metric(s) {unknown} are not in the metrics table, which has {sorted(present)}"
             raise InputError(msg)
-        super().__init__(width=width, row_height=row_height, **kwargs)
-        self._send_tables(frame, acc, onset_frame, pair_frame, names, steps, palette, title)
+        self._metrics = frame
+        self._accuracy_frame = acc
+        self._label_of = dict(zip(steps["step"], steps["checkpoint"], strict=True))
+        self._step_of = {v: k for k, v in self._label_of.items()}
+        self._step_list: list[int] = steps["step"].to_list()
+        return frame, acc, onset_frame, pair_frame, names, steps
+
+    def update(
+        self,
+        metrics: object,
+        *,
+        accuracy: object | None = None,
+        onsets: object | None = None,
+        pairs: object | None = None,
+        show: list[str] | None = None,
+    ) -> None:
+        """Replace the data drawn, in place: the same widget redraws (e.g. a live run's metrics
+        as they grow), keeping its palette, title, size and the selected checkpoint while the
+        new data has it (else none is selected).
+
+        The arguments mean what they mean to the constructor; ``show`` defaults to the one the
+        Timeline was made with. A table that is refused leaves the widget as it was.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> m = pl.DataFrame({"checkpoint": ["s1", "s2"], "step": [1, 2], "group": "global",
+        ...     "metric": "distance", "value": [5.0, 4.0], "ci_low": None, "ci_high": None})
+        >>> t = Timeline(m)
+        >>> t.checkpoint = "s2"
+        >>> more = pl.concat([m, m.head(1).with_columns(checkpoint=pl.lit("s3"), step=pl.lit(3, dtype=pl.Int64))])
+        >>> t.update(more)
+        >>> t.steps, t.checkpoint
+        ([1, 2, 3], 's2')
+        """
+        shown = self._show if show is None else list(show)
+        selected = self.checkpoint
+        before = (self._metrics, self._accuracy_frame, self._label_of, self._step_of)
+        before_steps = self._step_list
+        try:
+            prepared = self._prepare(metrics, accuracy, onsets, pairs, shown)
+        except Exception:
+            self._metrics, self._accuracy_frame, self._label_of, self._step_of = before
+            self._step_list = before_steps
+            raise
+        self._show = shown
+        with self.hold_sync():
+            if selected is not None and selected not in self._step_of:
+                self.checkpoint = None
+            self._send_tables(*prepared, self._given_palette, self._title)
 
     def _send_tables(
         self,
@@ -260,7 +331,7 @@ class Timeline(GrokvizWidget):
         pairs: pl.DataFrame | None,
         names: list[str],
         steps: pl.DataFrame,
-        palette: Palette | list[str] | None,
+        palette: Palette | Sequence[str] | None,
         title: str,
     ) -> None:
         shown = metrics.filter(pl.col("metric").is_in(names))
