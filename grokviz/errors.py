@@ -65,6 +65,14 @@ class DeviceError(GrokvizError, RuntimeError):
     """The requested device is not available, or failed while tracing."""
 
 
+class ClusterError(GrokvizError, ConnectionError):
+    """A Ray cluster could not be reached or started."""
+
+
+class WorkerLostError(GrokvizError, RuntimeError):
+    """Ray workers kept dying on the same unit of work (out of memory, a failing node ...)."""
+
+
 class NonFiniteError(GrokvizError, FloatingPointError):
     """A model gave non-finite losses or routing weights and the caller asked for an error."""
 

@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="write the metrics table (.parquet or .csv)")
     parser.add_argument("--device", help="torch device for distances (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of pair sampling and bootstrap")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="compute each checkpoint as a task on a Ray cluster (ADDRESS, or RAY_ADDRESS, a "
+        "cluster `ray start` started here, else a local one); with --device cuda on its GPUs",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_debug(parser)
     return parser
@@ -109,6 +117,8 @@ def main(argv: Sequence[str]) -> int:
             seed=args.seed,
             device=args.device,
             progress=not args.no_progress,
+            engine="local" if args.ray is None else "ray",
+            ray_address=args.ray or None,
         )
     for w in caught:  # one line each, not Python's two-line source display
         print(f"grokviz metrics: warning: {w.message}", file=sys.stderr)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from grokviz.cli._common import add_debug, read_table, split_list
+from grokviz.errors import InputError
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _EPILOG = """\
@@ -14,9 +16,13 @@ examples:
   grokviz trace runs/olmoe-tiny --samples samples.parquet --out traces/olmoe-tiny
   grokviz trace allenai/OLMoE-1B-7B-0924 --revisions step5000-tokens20B,step10000-tokens41B \\
       --samples samples.jsonl --out traces/olmoe --device cuda --dtype bfloat16
+  grokviz trace allenai/OLMoE-1B-7B-0924 --samples samples.jsonl --out /shared/traces/olmoe \\
+      --dtype bfloat16 --ray auto --gpus-per-worker 1
 
 Re-running the same command resumes: finished (checkpoint, shard) parts are skipped, and parts
-found damaged are traced again. Several runs of it on one store share the work.
+found damaged are traced again. Several runs of it on one store share the work. With --ray the
+units are traced by workers of a Ray cluster (pip install "grokviz[ray]"), which write them into
+the store themselves: --out must be on a filesystem every node mounts at the same path.
 """
 
 
@@ -64,6 +70,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="allow running a checkpoint's own code"
     )
+    ray = parser.add_argument_group("on a Ray cluster")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="trace on a Ray cluster: ADDRESS (auto, HOST:6379), or without one RAY_ADDRESS or "
+        "the cluster `ray start` started here, else a local one; put it after CHECKPOINTS",
+    )
+    ray.add_argument(
+        "--workers", type=int, help="Ray workers (default: as many as the cluster holds)"
+    )
+    ray.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=0,
+        help="GPUs each worker holds (a fraction shares one); workers then trace on cuda",
+    )
+    ray.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs each worker holds")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     add_debug(parser)
@@ -76,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
     from grokviz.tracing import list_checkpoints, trace
 
     logging.getLogger("grokviz").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    engine = _engine(args)
     samples = read_table(args.samples, what="samples")
     revisions = split_list(args.revisions) or None
     checkpoints = []
@@ -96,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         allow_pickle=args.allow_pickle,
         trust_remote_code=args.trust_remote_code,
+        **engine,
     )
     if not args.quiet:
         frame = store.refresh().checkpoints()
@@ -105,6 +132,37 @@ def _run(args: argparse.Namespace) -> int:
             line += "; other processes are still tracing, or run the same command again"
         print(line)
     return 0
+
+
+def _engine(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine keywords of :func:`grokviz.trace` the options ask for."""
+    if args.ray is None:
+        given = [
+            flag
+            for flag, value, default in (
+                ("--workers", args.workers, None),
+                ("--gpus-per-worker", args.gpus_per_worker, 0),
+                ("--cpus-per-worker", args.cpus_per_worker, 1),
+            )
+            if value != default
+        ]
+        if given:
+            msg = f"{', '.join(given)} apply to --ray only; add --ray [ADDRESS], or leave them out"
+            raise InputError(msg)
+        return {}
+    if args.ray and Path(args.ray).exists():
+        msg = (
+            f"--ray took {args.ray!r} as the cluster's address, but it is a path here: put --ray "
+            "after the checkpoints, or give an address (--ray auto, --ray HOST:6379)"
+        )
+        raise InputError(msg)
+    return {
+        "engine": "ray",
+        "ray_address": args.ray or None,
+        "workers": args.workers,
+        "gpus_per_worker": args.gpus_per_worker,
+        "cpus_per_worker": args.cpus_per_worker,
+    }
 
 
 def main(argv: list[str]) -> int:

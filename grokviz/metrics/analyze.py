@@ -9,6 +9,7 @@ accuracy.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz.errors import EmptyInputError, StoreDamagedError, TraceStoreError
+from grokviz.errors import EmptyInputError, InputError, StoreDamagedError, TraceStoreError
 from grokviz.metrics.distance import DistanceEstimate, SampledDistanceWarning
 from grokviz.metrics.onsets import memorization_onsets
 from grokviz.metrics.stats import bootstrap_mean
@@ -121,6 +122,8 @@ def analyze(
     seed: int = 0,
     device: Any = None,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> pl.DataFrame:
     """Pathway metrics of every checkpoint and sample group of a trace store.
 
@@ -182,6 +185,11 @@ def analyze(
         Torch device for distances and consistency (default: CPU / where tensors are).
     progress
         Show a progress bar over checkpoints.
+    engine, ray_address
+        ``"ray"`` computes each checkpoint as a task on a Ray cluster (``pip install
+        "grokviz[ray]"``; ``ray_address`` as in :func:`grokviz.trace`), for series of many
+        checkpoints; ``store`` must then be a store on a filesystem every node mounts. With
+        ``device="cuda"`` each task takes one of the cluster's GPUs. Same rows either way.
 
     Returns
     -------
@@ -205,10 +213,14 @@ def analyze(
     """
     from tqdm.auto import tqdm
 
-    from grokviz.metrics.consistency import consistency as consistency_of
-    from grokviz.metrics.consistency import routing_entropy
+    if engine not in ("local", "ray"):
+        msg = f"engine must be 'local' or 'ray', got {engine!r}"
+        raise InputError(msg)
+    if engine == "ray":
+        from grokviz._ray import import_ray
 
-    if device is not None:
+        import_ray()  # without Ray, say so (and the extra to install) before reading anything
+    if device is not None and engine == "local":
         from grokviz.tracing import resolve_device
 
         device = resolve_device(device)  # a missing GPU is said before any work
@@ -233,74 +245,55 @@ def analyze(
     ids, members = _select(onsets, memorized_only=memorized_only, last_step=last_step, kinds=kinds)
     layer_idx = None if layers is None else list(layers)
 
+    work = functools.partial(
+        _checkpoint_rows,
+        ids=ids,
+        members=members,
+        layer_idx=layer_idx,
+        tau=tau,
+        top_k=top_k,
+        unit=unit,
+        n_pairs=n_pairs,
+        per_layer=per_layer,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    if engine == "ray":  # the same work, one Ray task per checkpoint
+        from grokviz.metrics._ray import map_checkpoints
+
+        done = map_checkpoints(
+            work,
+            src,
+            ckpts,
+            losses,
+            nonfinite,
+            address=ray_address,
+            device=device,
+            progress=progress,
+        )
+    else:
+        pairs = ckpts.select("checkpoint", "step").iter_rows()
+        bar = tqdm(pairs, total=ckpts.height, disable=not progress, desc="ckpt")
+        done = (
+            work(
+                src,
+                c,
+                int(s),
+                loss_of=_losses_of(losses, c),
+                skip=nonfinite.get(c, set()),
+                device=device,
+            )
+            for c, s in bar
+        )
     rows: list[dict] = []
     sampled: list[DistanceEstimate] = []  # distance values estimated from a sample of pairs
-    warned_routers = False
-    bar = tqdm(ckpts.iter_rows(named=True), total=ckpts.height, disable=not progress, desc="ckpt")
-    for ck in bar:
-        label, step = ck["checkpoint"], int(ck["step"])
-        try:
-            weights, got = src.routing_array(label, sample_ids=ids)
-        except KeyError:  # some samples not traced at this checkpoint: use those that are
-            weights, got = src.routing_array(label)
-        weights = np.asarray(weights)
-        if layer_idx is not None:
-            weights = weights[:, layer_idx, :]
-        skip = nonfinite.get(label, set())
-        pos = {s: i for i, s in enumerate(got) if s not in skip}
-        cons = None
-        try:
-            routers = np.asarray(src.router_array(label))
-        except StoreDamagedError:
-            raise  # a store that should have them: its message says how to repair it
-        except (TraceStoreError, KeyError, FileNotFoundError) as exc:  # a source without routers
-            if not warned_routers:
-                warnings.warn(
-                    f"no router weights for checkpoint {label!r} ({exc}); "
-                    "consistency and complexity are skipped",
-                    stacklevel=2,
-                )
-                warned_routers = True
-        else:
-            if layer_idx is not None:
-                routers = routers[layer_idx]
-            if weights.shape[1] >= 2:
-                cons = consistency_of(weights, routers, device=device)
-        entropy = routing_entropy(weights, device=device)
-        ckpt_loss = losses.filter(pl.col("checkpoint") == label)
-        loss_of = dict(zip(ckpt_loss["sample_id"], ckpt_loss["loss"], strict=True))
-
-        for group, sample_ids in members.items():
-            idx = np.array([pos[s] for s in sample_ids if s in pos], dtype=np.int64)
-            if idx.size == 0:
-                continue
-            means = {"entropy": entropy[idx]}
-            if cons is not None:
-                means["consistency"] = cons[idx]
-                means["complexity"] = 1.0 - cons[idx]
-            group_loss = [
-                loss_of[s] for s in sample_ids if loss_of.get(s) is not None and s not in skip
-            ]
-            means["loss"] = np.asarray(group_loss, dtype=np.float64)
-            for metric, values in means.items():
-                if values.size:
-                    v, lo, hi = bootstrap_mean(values, n_boot=max(n_boot, 1), seed=seed)
-                    lo, hi = (lo, hi) if n_boot > 0 else (np.nan, np.nan)
-                    rows.append(_row(label, step, group, metric, v, lo, hi))
-            if idx.size >= 2:
-                rows += _distances(
-                    weights[idx],
-                    (label, step, group),
-                    tau=tau,
-                    top_k=top_k,
-                    unit=unit,
-                    n_pairs=n_pairs,
-                    per_layer=per_layer,
-                    layer_names=layer_idx or list(range(weights.shape[1])),
-                    seed=seed,
-                    device=device,
-                    sampled=sampled,
-                )
+    no_routers = []
+    for ckpt_rows, note, ckpt_sampled in done:
+        rows += ckpt_rows
+        sampled += ckpt_sampled
+        no_routers += [note] if note else []
+    if no_routers:
+        warnings.warn(no_routers[0], stacklevel=2)
     if sampled:
         n_distances = sum(r["metric"].startswith("distance") for r in rows)
         warnings.warn(_sampling_note(sampled, n_distances), SampledDistanceWarning, stacklevel=2)
@@ -312,6 +305,105 @@ def analyze(
         ]
     out = pl.DataFrame(rows, schema=schema.METRICS)
     return out.sort("step", "group", "metric")
+
+
+def _losses_of(losses: pl.DataFrame, label: str) -> dict[str, float | None]:
+    """sample_id -> loss at checkpoint ``label``."""
+    part = losses.filter(pl.col("checkpoint") == label)
+    return dict(zip(part["sample_id"], part["loss"], strict=True))
+
+
+def _checkpoint_rows(
+    src: Any,
+    label: str,
+    step: int,
+    *,
+    ids: list[str],
+    members: dict[str, list[str]],
+    loss_of: dict[str, float | None],
+    skip: set[str],
+    layer_idx: list[int] | None,
+    tau: float,
+    top_k: int | None,
+    unit: str,
+    n_pairs: int | Literal["auto"] | None,
+    per_layer: bool,
+    n_boot: int,
+    seed: int,
+    device: Any,
+) -> tuple[list[dict], str | None, list[DistanceEstimate]]:
+    """One checkpoint's metrics rows, why consistency is missing, and its sampled distances.
+
+    The notes: a reason when the checkpoint has no router weights (else None), and the
+    distance estimates among the rows that come from a sample of pairs (for the warning).
+
+    The work :func:`analyze` does per checkpoint, on its own so that both engines run it: the
+    local loop, and a Ray task per checkpoint (:mod:`grokviz.metrics._ray`). It depends only on
+    its arguments, so a checkpoint's rows are the same whichever engine computed them.
+    """
+    from grokviz.metrics.consistency import consistency as consistency_of
+    from grokviz.metrics.consistency import routing_entropy
+
+    try:
+        weights, got = src.routing_array(label, sample_ids=ids)
+    except KeyError:  # some samples not traced at this checkpoint: use those that are
+        weights, got = src.routing_array(label)
+    weights = np.asarray(weights)
+    if layer_idx is not None:
+        weights = weights[:, layer_idx, :]
+    pos = {s: i for i, s in enumerate(got) if s not in skip}
+    cons = None
+    note = None
+    try:
+        routers = np.asarray(src.router_array(label))
+    except StoreDamagedError:
+        raise  # a store that should have them: its message says how to repair it
+    except (TraceStoreError, KeyError, FileNotFoundError) as exc:  # a source without routers
+        note = (
+            f"no router weights for checkpoint {label!r} ({exc}); "
+            "consistency and complexity are skipped"
+        )
+    else:
+        if layer_idx is not None:
+            routers = routers[layer_idx]
+        if weights.shape[1] >= 2:
+            cons = consistency_of(weights, routers, device=device)
+    entropy = routing_entropy(weights, device=device)
+
+    rows: list[dict] = []
+    sampled: list[DistanceEstimate] = []
+    for group, sample_ids in members.items():
+        idx = np.array([pos[s] for s in sample_ids if s in pos], dtype=np.int64)
+        if idx.size == 0:
+            continue
+        means = {"entropy": entropy[idx]}
+        if cons is not None:
+            means["consistency"] = cons[idx]
+            means["complexity"] = 1.0 - cons[idx]
+        group_loss = [
+            loss_of[s] for s in sample_ids if loss_of.get(s) is not None and s not in skip
+        ]
+        means["loss"] = np.asarray(group_loss, dtype=np.float64)
+        for metric, values in means.items():
+            if values.size:
+                v, lo, hi = bootstrap_mean(values, n_boot=max(n_boot, 1), seed=seed)
+                lo, hi = (lo, hi) if n_boot > 0 else (np.nan, np.nan)
+                rows.append(_row(label, step, group, metric, v, lo, hi))
+        if idx.size >= 2:
+            rows += _distances(
+                weights[idx],
+                (label, step, group),
+                tau=tau,
+                top_k=top_k,
+                unit=unit,
+                n_pairs=n_pairs,
+                per_layer=per_layer,
+                layer_names=layer_idx or list(range(weights.shape[1])),
+                seed=seed,
+                device=device,
+                sampled=sampled,
+            )
+    return rows, note, sampled
 
 
 def _warn_partial(ckpts: pl.DataFrame) -> None:

@@ -229,6 +229,11 @@ def trace(
     on_nonfinite: str = "warn",
     wait: bool = True,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
     **load_kwargs: Any,
 ) -> TraceStore:
     """Trace checkpoints over samples into a resumable trace store folder.
@@ -272,6 +277,21 @@ def trace(
         the free units are done.
     progress
         Show a tqdm progress bar.
+    engine
+        ``"local"`` traces in this process; ``"ray"`` spreads the units over the workers of a
+        Ray cluster (``pip install "grokviz[ray]"``), each of which writes its units into the
+        store itself, so the store must be on a filesystem every node mounts at the same path.
+        The store is the one a local trace writes; a worker that dies has its unit traced again
+        by another. Checkpoints must be named (folders or hub revisions), not loaded models.
+    ray_address
+        With ``engine="ray"``: the cluster (``"auto"``, ``"host:6379"``); default
+        ``RAY_ADDRESS`` or a cluster ``ray start`` started on this machine, else a local one
+        for this call. A process already connected (``ray.init``) uses its cluster.
+    workers, cpus_per_worker, gpus_per_worker
+        With ``engine="ray"``: how many workers (default: as many as the cluster holds, at
+        most one per unit) and what each reserves. A worker with GPUs traces on ``cuda``
+        (fractions share a GPU); ``device`` is what each worker sees, so ``"cuda"``, not
+        ``"cuda:3"``.
     **load_kwargs
         Passed to :func:`~grokviz.load_model` (e.g. ``allow_pickle=True``).
 
@@ -300,6 +320,44 @@ def trace(
     >>> traced.losses().height
     8
     """
+    if engine == "ray":
+        from grokviz.tracing._ray import trace_ray
+
+        if tokenizer is not None or checkpoint is not None:
+            msg = "tokenizer= and checkpoint= label a loaded model, which engine='ray' cannot trace"
+            raise InputError(msg)
+        return trace_ray(
+            checkpoints,
+            samples,
+            store,
+            address=ray_address,
+            workers=workers,
+            cpus_per_worker=cpus_per_worker,
+            gpus_per_worker=gpus_per_worker,
+            select=select,
+            batch_size=batch_size,
+            max_length=max_length,
+            device=device,
+            dtype=dtype,
+            shard_size=shard_size,
+            on_nonfinite=on_nonfinite,
+            wait=wait,
+            progress=progress,
+            **load_kwargs,
+        )
+    if engine != "local":
+        msg = f"engine must be 'local' or 'ray', got {engine!r}"
+        raise InputError(msg)
+    ray_only = {
+        "ray_address": ray_address is not None,
+        "workers": workers is not None,
+        "cpus_per_worker": cpus_per_worker != 1,
+        "gpus_per_worker": bool(gpus_per_worker),
+    }
+    if any(ray_only.values()):
+        given = ", ".join(k for k, v in ray_only.items() if v)
+        msg = f"{given} apply to engine='ray' only; pass engine='ray' too, or leave them out"
+        raise InputError(msg)
     check_trace_args(batch_size=batch_size, max_length=max_length, on_nonfinite=on_nonfinite)
     frame = check_samples(samples)
     selected = check_select(select, frame["sample_id"].to_list())
@@ -441,16 +499,19 @@ def _trace_free_units(
                 tally=tally,
             )
     if tally.nonfinite.get(label):
-        ids = tally.nonfinite[label]
-        warnings.warn(
-            f"checkpoint {label!r}: {len(ids)} sample(s) gave non-finite losses or routing "
-            f"weights (e.g. {ids[:5]}); they are stored as computed and flagged nonfinite, and "
-            "analysis leaves them out. Non-finite outputs usually mean damaged weights or a "
-            "dtype that overflows (try dtype float32).",
-            stacklevel=4,
-        )
+        _warn_nonfinite(label, tally.nonfinite[label], stacklevel=5)
         tally.nonfinite[label] = []
     return held
+
+
+def _warn_nonfinite(label: str, ids: list[str], *, stacklevel: int) -> None:
+    warnings.warn(
+        f"checkpoint {label!r}: {len(ids)} sample(s) gave non-finite losses or routing "
+        f"weights (e.g. {ids[:5]}); they are stored as computed and flagged nonfinite, and "
+        "analysis leaves them out. Non-finite outputs usually mean damaged weights or a "
+        "dtype that overflows (try dtype float32).",
+        stacklevel=stacklevel,
+    )
 
 
 @contextlib.contextmanager
