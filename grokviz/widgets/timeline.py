@@ -41,6 +41,7 @@ _TITLES = {
     "loss": "training loss",
     "val_loss": "validation loss",
     "entropy": "routing entropy",
+    "memorized": "memorized fraction (online criterion)",  # the training monitor's live views
 }
 
 
