@@ -4,12 +4,16 @@ Loads the real bundle (``grokviz/static/widgets.js``) into a static page with a 
 anywidget model that holds the exact state the Python widget would send, so the figures time the
 front end alone (no kernel, no JupyterLab). Reported against the targets, the named baselines:
 
-* PathwayDiagram, 2,000 samples x 16 layers x 64 experts: first draw < 300 ms, hover redraw < 16 ms
-  (one frame at 60 Hz);
-* SimilarityMatrix, 2,000 x 2,000: first draw < 300 ms;
+* PathwayDiagram, 2,000 samples x 16 layers x 64 experts, in its default mode (route bundles
+  sized by the share of each group's samples): first draw < 300 ms, hover redraw < 16 ms (one
+  frame at 60 Hz); the compare mode (two panels) is timed too;
+* SimilarityMatrix, 2,000 x 2,000: first draw < 300 ms, in its default mode (group means while
+  cells would be under one pixel) and showing every pair;
 * bytes on the wire (JSON state + binary buffers) / raw value bytes of the arrays sent <= 1.2.
 
-Each figure is printed with its ratio to the target (below 1 meets it). Run::
+Each figure is printed with its ratio to the target (below 1 meets it); the diagram's figures
+also against a baseline drawn in the same run on the same data: one line per sample
+(``aggregate="never"``), so that a slow, shared machine shows as both slowing down. Run::
 
     .venv/bin/python benchmarks/widget_render.py [--samples 2000] [--repeat 5]
 
@@ -160,7 +164,7 @@ def _payload(widget: Any) -> tuple[dict[str, Any], int, int]:
     for path, buffer in zip(paths, buffers, strict=True):
         data = bytes(buffer)
         binary[path[0]] = base64.b64encode(data).decode()
-        if path[0] == "_matrix":
+        if path[0] == "_matrices":
             raw += len(data)  # already raw little-endian values
             continue
         if not data:
@@ -174,8 +178,29 @@ def _payload(widget: Any) -> tuple[dict[str, Any], int, int]:
     return {"state": state, "buffers": binary}, wire, raw
 
 
-def _report(name: str, value: float, target: float, unit: str) -> None:
-    print(f"{name:<46} {value:10.2f} {unit:<3} target {target:7.1f}  ratio {value / target:5.2f}")
+def _report(
+    name: str, value: float, target: float, unit: str, baseline: float | None = None
+) -> None:
+    against = (
+        "" if baseline is None else f"   {value / baseline:5.2f}x the baseline's {baseline:.1f}"
+    )
+    print(
+        f"{name:<52} {value:9.2f} {unit:<3} target {target:6.1f} ratio {value / target:5.2f}{against}"
+    )
+
+
+def _measure(page: Any, name: str, testid: str, repeat: int, hovers: int) -> dict[str, Any]:
+    """Median first draw over ``repeat`` renders (and the cold first one), hover times."""
+    runs = [page.evaluate("name => renderOnce(name)", name) for _ in range(repeat)]
+    hover = page.evaluate("([t, n]) => hoverTimes(t, n)", [testid, hovers])
+    times = sorted(hover["times"])
+    return {
+        "first": statistics.median(r["renderMs"] for r in runs),
+        "cold": runs[0]["renderMs"],
+        "pixels": statistics.median(r["pixelsMs"] for r in runs),
+        "hover": statistics.median(times),
+        "p95": times[int(0.95 * (len(times) - 1))],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,12 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experts", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--hovers", type=int, default=300)
-    parser.add_argument(
-        "--aggregate",
-        choices=["auto", "always", "never"],
-        default="auto",
-        help="PathwayDiagram's aggregate trait (edge bundles per group or per-sample lines)",
-    )
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} not found: install Debian's chromium", file=sys.stderr)
@@ -200,20 +219,31 @@ def main(argv: list[str] | None = None) -> int:
 
     routing = _routing(args.samples, args.layers, args.experts)
     samples = _samples(routing)
-    diagram = PathwayDiagram(routing, samples=samples, aggregate=args.aggregate)
     n = args.samples
     rng = np.random.default_rng(1)
     # A symmetric integer distance matrix in the range the paper's OLMoE figures show (480-690).
     upper = rng.integers(480, 690, size=(n, n))
     distances = np.triu(upper, 1) + np.triu(upper, 1).T
-    matrix = SimilarityMatrix(distances, routing=routing, samples=samples)
+    widgets = {
+        # The new default: route bundles sized by the share of each group's samples.
+        "diagram": PathwayDiagram(routing, samples=samples, width=1100),
+        # Two checkpoints side by side (here the same one twice: the data has one checkpoint).
+        "compare": PathwayDiagram(routing, samples=samples, width=1100, compare="step1000"),
+        # The baseline, measured in the same run: one line per sample (aggregate="never").
+        "lines": PathwayDiagram(routing, samples=samples, width=1100, aggregate="never"),
+        # Default: group means while cells would be under one pixel; and every pair of samples.
+        "matrix": SimilarityMatrix(distances, routing=routing, samples=samples, size=520),
+        "matrix_samples": SimilarityMatrix(
+            distances, routing=routing, samples=samples, size=520, display="samples"
+        ),
+    }
     files: dict[str, bytes] = {
         "widgets.js": (REPO / "grokviz/static/widgets.js").read_bytes(),
         "widgets.css": (REPO / "grokviz/static/widgets.css").read_bytes(),
         "index.html": PAGE.encode(),
     }
     sizes: dict[str, tuple[int, int]] = {}
-    for name, widget in (("diagram", diagram), ("matrix", matrix)):
+    for name, widget in widgets.items():
         payload, wire, raw = _payload(widget)
         files[f"{name}.json"] = json.dumps(payload).encode()
         sizes[name] = (wire, raw)
@@ -235,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"grokviz widget render benchmark: {n} samples x {args.layers} layers x "
-        f"{args.experts} experts; headless {CHROMIUM}; median of {args.repeat} renders"
+        f"{args.experts} experts, 4 groups; headless {CHROMIUM}; median of {args.repeat} renders, "
+        f"{args.hovers} hovers"
     )
+    results: dict[str, dict[str, Any]] = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -247,70 +279,54 @@ def main(argv: list[str] | None = None) -> int:
         page.route("**/*", serve)
         page.goto(f"{ORIGIN}/index.html")
         page.wait_for_function("() => typeof window.renderOnce === 'function'")
-
-        runs = [page.evaluate("name => renderOnce(name)", "diagram") for _ in range(args.repeat)]
-        first = statistics.median(r["renderMs"] for r in runs)
-        raster = statistics.median(r["rasterMs"] for r in runs)
-        pixels = statistics.median(r["pixelsMs"] for r in runs)
-        wall = statistics.median(r["wallMs"] for r in runs)
-        hover = page.evaluate("([t, n]) => hoverTimes(t, n)", ["pathway-overlay", args.hovers])
-        times = sorted(hover["times"])
-        print(
-            "PathwayDiagram renders (renderMs / of which rasterizing / to pixels, ms): "
-            + ", ".join(
-                f"{r['renderMs']:.0f} / {r['rasterMs']:.0f} / {r['pixelsMs']:.0f}" for r in runs
-            )
-        )
-        # renderMs runs from render() until a pixel readback has forced rasterization.
-        _report(
-            "PathwayDiagram first draw to pixels (renderMs)", first, TARGETS["first draw"], "ms"
-        )
-        _report("  of which rasterizing (rasterMs)", raster, TARGETS["first draw"], "ms")
-        # The page's first render runs cold (unoptimised JS, fresh canvases), as a notebook's does.
-        _report(
-            "PathwayDiagram cold first draw (1st render)",
-            runs[0]["renderMs"],
-            TARGETS["first draw"],
-            "ms",
-        )
-        _report("PathwayDiagram render to rasterized pixels", pixels, TARGETS["first draw"], "ms")
-        _report("PathwayDiagram render to next frame (wall)", wall, TARGETS["first draw"], "ms")
-        _report(
-            "PathwayDiagram hover redraw to pixels, median",
-            statistics.median(times),
-            TARGETS["hover redraw"],
-            "ms",
-        )
-        p95 = times[int(0.95 * (len(times) - 1))]
-        _report("PathwayDiagram hover redraw to pixels, p95", p95, TARGETS["hover redraw"], "ms")
-
-        runs = [page.evaluate("name => renderOnce(name)", "matrix") for _ in range(args.repeat)]
-        first = statistics.median(r["renderMs"] for r in runs)
-        pixels = statistics.median(r["pixelsMs"] for r in runs)
-        wall = statistics.median(r["wallMs"] for r in runs)
-        _report(f"SimilarityMatrix {n}x{n} first draw (renderMs)", first, 300.0, "ms")
-        _report(f"SimilarityMatrix {n}x{n} render to pixels", pixels, 300.0, "ms")
-        _report(f"SimilarityMatrix {n}x{n} render to next frame", wall, 300.0, "ms")
-        hover = (
-            page.evaluate("([t, n]) => hoverTimes(t, n)", ["matrix-overlay", min(args.hovers, 100)])
-            if page.locator("[data-testid=matrix-overlay]").count()
-            else None
-        )
-        if hover is not None:
-            times = sorted(hover["times"])
-            _report(
-                "SimilarityMatrix hover redraw to pixels, median",
-                statistics.median(times),
-                16.0,
-                "ms",
-            )
+        for name in widgets:
+            testid = "matrix-overlay" if name.startswith("matrix") else "pathway-overlay"
+            results[name] = _measure(page, name, testid, args.repeat, args.hovers)
         browser.close()
 
+    base = results["lines"]
+    labels = {
+        "diagram": "PathwayDiagram, default (bundles)",
+        "compare": "PathwayDiagram, compare (two panels)",
+        "lines": "PathwayDiagram, per-sample lines (baseline)",
+        "matrix": "SimilarityMatrix, default (group means)",
+        "matrix_samples": "SimilarityMatrix, every pair",
+    }
+    for name, r in results.items():
+        against = base if name in ("diagram", "compare") else None
+        _report(
+            f"{labels[name]}: first draw to pixels",
+            r["first"],
+            TARGETS["first draw"],
+            "ms",
+            None if against is None else against["first"],
+        )
+        _report(
+            f"{labels[name]}: cold first draw",
+            r["cold"],
+            TARGETS["first draw"],
+            "ms",
+            None if against is None else against["cold"],
+        )
+        _report(
+            f"{labels[name]}: hover redraw, median",
+            r["hover"],
+            TARGETS["hover redraw"],
+            "ms",
+            None if against is None else against["hover"],
+        )
+        _report(
+            f"{labels[name]}: hover redraw, p95",
+            r["p95"],
+            TARGETS["hover redraw"],
+            "ms",
+            None if against is None else against["p95"],
+        )
     for name, (wire, raw) in sizes.items():
-        label = f"{type(diagram if name == 'diagram' else matrix).__name__} wire / raw bytes"
         print(
-            f"{label:<46} {wire / raw:10.2f}     target {TARGETS['wire ratio']:7.1f}  "
-            f"ratio {wire / raw / TARGETS['wire ratio']:5.2f}   ({wire:,} B on the wire, {raw:,} B raw)"
+            f"{labels[name] + ': wire / raw bytes':<52} {wire / raw:9.2f}     target "
+            f"{TARGETS['wire ratio']:6.1f} ratio {wire / raw / TARGETS['wire ratio']:5.2f}"
+            f"   ({wire:,} B on the wire, {raw:,} B raw)"
         )
     if outside:
         print("requests that would have left the machine (aborted):", *outside, sep="\n  ")

@@ -10,6 +10,7 @@ import pytest
 import traitlets
 
 from grokviz.testing import char_tokenizer, tiny_dense, tiny_moe
+from grokviz.widgets._serialization import ipc_to_table
 from grokviz.widgets.explorer import Explorer
 
 SAMPLES = pl.DataFrame(
@@ -84,40 +85,46 @@ def _explorer(source: Path | str | None) -> tuple[Explorer, _Views]:
 
 def test_source_lists_the_series_and_defaults_to_its_last_checkpoint(series: Path) -> None:
     explorer, views = _explorer(series)
-    assert list(explorer.checkpoints.options) == ["step-000100", "step-000200"]
+    assert explorer.checkpoints == ["step-000100", "step-000200"]
     assert explorer.checkpoint == "step-000200"
-    explorer.checkpoints.value = "step-000100"
+    explorer.set_state({"checkpoint": "step-000100"})  # the menu in the browser
     assert explorer.checkpoint == "step-000100"
     explorer.checkpoint = "step-000200"  # as a linked Timeline would
-    assert explorer.checkpoints.value == "step-000200"
+    assert explorer.get_state("checkpoint") == {"checkpoint": "step-000200"}
     assert views.made == []  # nothing traced: the placeholder, no views
-    assert "press Trace" in explorer._view_box.children[0].value
+    assert explorer._views == []
+    with pytest.raises(traitlets.TraitError, match="not in this widget's data"):
+        explorer.checkpoint = "step-000300"
 
 
-def test_search_filters_the_table_and_keeps_hidden_selections(series: Path) -> None:
+def test_search_filters_the_list_and_keeps_hidden_selections(series: Path) -> None:
     explorer, _ = _explorer(series)
-    explorer.search.value = "MATH"
-    assert [v for _, v in explorer.table.options] == ["m1", "m2", "m3"]
-    explorer.table.value = ("m2",)
-    explorer.search.value = "print"
-    assert [v for _, v in explorer.table.options] == ["c2"]
-    explorer.table.value = ("c2",)
+    explorer.search = "MATH"
+    assert [v for _, v in explorer.options] == ["m1", "m2", "m3"]
+    shown = ipc_to_table(explorer._options)
+    assert shown.column("sample_id").to_pylist() == ["m1", "m2", "m3"]
+    assert shown.column("label").to_pylist()[1] == "m2 · math · 2*3=6"
+    explorer.selected_samples = ["m2"]
+    explorer.search = "print"
+    assert [v for _, v in explorer.options] == ["c2"]
+    assert explorer.selected_samples == ["m2"]  # filtering is not a choice: nothing deselected
+    explorer.selected_samples = ["m2", "c2"]  # the front end merges hidden and shown choices
+    explorer.search = ""
     assert sorted(explorer.selected_samples) == ["c2", "m2"]
-    explorer.search.value = ""
-    assert sorted(explorer.table.value) == ["c2", "m2"]
 
 
 def test_trace_streams_routing_for_the_selected_samples(series: Path) -> None:
     explorer, views = _explorer(series)
     explorer.batch_size = 2
-    explorer.table.value = ("m1", "m2", "c1")
-    explorer.button.click()  # what the front end's click runs
-    assert explorer.running or explorer.progress.value == 3
+    explorer.selected_samples = ["m1", "m2", "c1"]
+    explorer.set_state({"_clicks": 1})  # what the front end's Trace button sends
+    assert explorer.running or explorer.progress == [3, 3]
     explorer.wait(timeout=120)
     assert not explorer.running
     assert explorer.messages == []
-    assert (explorer.progress.value, explorer.progress.max) == (3, 3)
-    assert explorer.progress.bar_style == "success"
+    assert explorer.progress == [3, 3]
+    assert explorer.progress_style == "success"
+    assert explorer.status == "traced 3 samples through step-000200"
 
     routing = explorer.routing
     assert sorted(routing["sample_id"].unique()) == ["c1", "m1", "m2"]
@@ -133,40 +140,39 @@ def test_trace_streams_routing_for_the_selected_samples(series: Path) -> None:
     # The views filled batch by batch (2 + 1 samples), ending with every row, and only the
     # latest views are shown.
     assert views.heights == [4, 6]
-    assert explorer._view_box.children == (views.last,)
+    assert explorer._views == [f"anywidget:{views.last.model_id}"]  # what the browser renders
     assert explorer.views == [views.last]
     assert set(views.last.token_routing["sample_id"]) == {"c1", "m1", "m2"}
 
 
 def test_selection_is_shared_with_the_views(series: Path) -> None:
     explorer, views = _explorer(series)
-    explorer.table.value = ("m1", "c1")
+    explorer.selected_samples = ["m1", "c1"]
     explorer.trace().join(120)  # type: ignore[union-attr]
     view = views.last
     assert sorted(view.selected_samples) == ["c1", "m1"]
     view.selected_samples = ["c1"]  # a click in the diagram
     assert explorer.selected_samples == ["c1"]
-    assert explorer.table.value == ("c1",)
     view.selected_pair = ["m1", "c1"]  # a click in the similarity matrix
-    assert sorted(explorer.table.value) == ["c1", "m1"]
+    assert sorted(explorer.selected_samples) == ["c1", "m1"]
 
 
 def test_nothing_is_traced_twice_and_checkpoints_accumulate(series: Path) -> None:
     explorer, views = _explorer(series)
-    explorer.table.value = ("m1",)
+    explorer.selected_samples = ["m1"]
     explorer.trace().join(120)  # type: ignore[union-attr]
-    explorer.table.value = ("m1", "m2")
+    explorer.selected_samples = ["m1", "m2"]
     explorer.trace().join(120)  # type: ignore[union-attr]
-    assert explorer.progress.max == 1  # only m2 was new
+    assert explorer.progress == [1, 1]  # only m2 was new
     assert explorer.routing.filter(pl.col("sample_id") == "m1").height == 2
     assert explorer.trace() is None  # all traced already
-    explorer.checkpoints.value = "step-000100"
+    explorer.checkpoint = "step-000100"
     assert explorer.views == []  # nothing traced at this checkpoint yet
     explorer.trace().join(120)  # type: ignore[union-attr]
     assert sorted(explorer.routing["checkpoint"].unique()) == ["step-000100", "step-000200"]
     assert views.last.routing.height == 4
     assert views.last.routing["checkpoint"].unique().to_list() == ["step-000100"]
-    explorer.checkpoints.value = "step-000200"  # back: its rows are still there
+    explorer.checkpoint = "step-000200"  # back: its rows are still there
     assert views.last.routing["checkpoint"].unique().to_list() == ["step-000200"]
     # Different weights route differently: the two checkpoints' rows are not copies.
     a, b = (
@@ -183,54 +189,94 @@ def test_empty_selection_says_what_to_do(series: Path) -> None:
     assert explorer.trace() is None
     assert len(explorer.messages) == 1
     assert "no samples selected" in explorer.messages[0]
-    html = explorer.errors.outputs[0]["data"]["text/html"]
-    assert "color:#c62828" in html
+    assert explorer.errors == explorer.messages  # the synced list the front end shows in red
 
 
 def test_wrong_path_is_reported(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     explorer, _ = _explorer(missing)
-    assert explorer.checkpoints.options == ()
+    assert explorer.checkpoints == []
     assert len(explorer.messages) == 1
     assert str(missing) in explorer.messages[0]
-    explorer.table.value = ("m1",)
+    explorer.selected_samples = ["m1"]
     assert explorer.trace() is None
     assert "choose a checkpoint first" in explorer.messages[-1]
 
 
 def test_dense_model_fails_in_red_and_keeps_what_was_traced(series: Path, dense: Path) -> None:
     explorer, _ = _explorer(series)
-    explorer.table.value = ("m1",)
+    explorer.selected_samples = ["m1"]
     explorer.trace().join(120)  # type: ignore[union-attr]
-    explorer.source.value = str(dense)
+    explorer.source = str(dense)
     assert explorer.checkpoint == "step-000100"
     thread = explorer.trace()
     assert thread is not None
     thread.join(120)
     assert not explorer.running
-    assert explorer.progress.bar_style == "danger"
+    assert explorer.progress_style == "danger"
     assert len(explorer.messages) == 1
     assert "NotMoEError" in explorer.messages[0]
-    assert explorer.button.description == "Trace"
     # The routing of the MoE series is still there, and not mixed up with the dense series'
     # checkpoint of the same label.
     assert explorer.routing.filter(pl.col("sample_id") == "m1").height == 2
     assert explorer.views == []
-    explorer.source.value = str(series)
+    explorer.source = str(series)
     explorer.checkpoint = "step-000200"
     assert explorer.current_routing().height == 2
 
 
-def test_stop_ends_the_trace_between_batches(series: Path) -> None:
+def test_stop_ends_the_trace_after_the_batch_in_flight(series: Path) -> None:
     explorer, _ = _explorer(series)
     explorer.batch_size = 1
-    explorer.table.value = tuple(SAMPLES["sample_id"])
+    explorer.selected_samples = list(SAMPLES["sample_id"])
+
+    def press_stop_after_the_first_batch(change: dict) -> None:
+        # Runs in the trace thread as the first batch lands, before the loop asks whether to
+        # stop: a user pressing Stop then must get exactly one of the five samples traced.
+        if change["new"][0] == 1:
+            explorer.set_state({"_clicks": explorer._clicks + 1})  # the Stop button
+
+    explorer.observe(press_stop_after_the_first_batch, names="progress")
     thread = explorer.trace()
-    assert thread is not None and explorer.button.description == "Stop"
-    explorer.button.click()
+    assert thread is not None and explorer.running
     thread.join(120)
-    assert 1 <= explorer.progress.value <= 5
-    assert explorer.losses.height == explorer.progress.value
+    assert not explorer.running
+    assert explorer.progress == [1, 5]
+    assert explorer.losses.height == 1
+    assert explorer.status == "stopped after 1 of 5 samples"
+    assert explorer.progress_style == ""  # not "success": it did not finish
+
+
+def _record_messages(widget: ipywidgets.Widget) -> list[set[str]]:
+    """The trait names of every state message ``widget`` sends from now on, one set each."""
+    sent: list[set[str]] = []
+    send = widget.send_state
+
+    def record(key: str | list[str] | None = None) -> None:
+        names = widget.keys if key is None else [key] if isinstance(key, str) else key
+        sent.append(set(names))
+        send(key)
+
+    widget.send_state = record  # type: ignore[method-assign]
+    return sent
+
+
+def test_each_batch_reaches_the_browser_as_one_message_per_widget(series: Path) -> None:
+    """The progress bar and every view's data move together, batch by batch: one message each."""
+    explorer = Explorer(str(series), SAMPLES, batch_size=1)
+    diagram, matrix = explorer.views  # made with the Explorer, empty, updated from then on
+    explorer.selected_samples = ["m1", "c1"]  # linked to the diagram's selection
+    sent = _record_messages(explorer)
+    to_diagram, to_matrix = _record_messages(diagram), _record_messages(matrix)
+    explorer.trace().join(120)  # type: ignore[union-attr]
+    assert explorer.messages == []
+    assert explorer.views == [diagram, matrix]
+    batches = [keys for keys in sent if "progress" in keys][1:]  # after the start
+    assert len(batches) == 2, sent  # [done, total] in one trait, one message per batch
+    # One message per view per batch, carrying everything that batch changed.
+    assert len(to_diagram) == 2 and all({"_paths", "_samples"} <= keys for keys in to_diagram)
+    assert len(to_matrix) == 2 and all({"_matrices", "_samples"} <= keys for keys in to_matrix)
+    assert {"checkpoints", "checkpoint", "_n_layers"} <= to_diagram[0]  # its first data
 
 
 def test_default_views_are_the_pathway_diagram_and_the_similarity_matrix(series: Path) -> None:
@@ -238,7 +284,7 @@ def test_default_views_are_the_pathway_diagram_and_the_similarity_matrix(series:
     from grokviz.widgets.similarity_matrix import SimilarityMatrix
 
     explorer = Explorer(str(series), SAMPLES)
-    explorer.table.value = ("m1", "m2", "c1")
+    explorer.selected_samples = ["m1", "m2", "c1"]
     explorer.trace().join(120)  # type: ignore[union-attr]
     assert explorer.messages == []
     diagram, matrix = explorer.views
@@ -270,7 +316,7 @@ def test_default_views_update_in_place_while_a_trace_streams(series: Path) -> No
     def user_changes_settings(change: dict) -> None:
         # Runs in the trace thread after batch 1 was drawn and before batch 2 is: as a user
         # clicking while the trace streams.
-        if change["new"] == 2 and not changed:
+        if change["new"][0] == 2 and not changed:
             diagram, matrix = explorer.views
             diagram.mode = "tokens"
             diagram.color_by = "split"
@@ -278,14 +324,15 @@ def test_default_views_update_in_place_while_a_trace_streams(series: Path) -> No
             matrix.order = "none"
             changed.append(len(diagram.sample_ids))
 
-    explorer.progress.observe(user_changes_settings, names="value")
-    explorer.table.value = ("m1", "c1", "m3")
+    explorer.observe(user_changes_settings, names="progress")
+    explorer.selected_samples = ["m1", "c1", "m3"]
     explorer.trace().join(120)  # type: ignore[union-attr]
     assert explorer.messages == []
     assert changed == [1]  # the settings changed when one sample was drawn
     assert len(built) == 1  # built for the first batch only, then updated
     diagram, matrix = explorer.views
-    assert explorer.views == built[0] and list(explorer._view_box.children) == built[0]
+    assert explorer.views == built[0]
+    assert explorer._views == [f"anywidget:{view.model_id}" for view in built[0]]
     assert isinstance(diagram, PathwayDiagram) and isinstance(matrix, SimilarityMatrix)
     assert sorted(diagram.sample_ids) == ["c1", "m1", "m3"]
     assert sorted(matrix.sample_ids) == ["c1", "m1", "m3"]
@@ -304,12 +351,12 @@ def test_default_views_update_in_place_while_a_trace_streams(series: Path) -> No
     for name in ("_paths", "_samples", "_tokens", "_token_routes"):
         assert getattr(diagram, name) == getattr(fresh, name), name
     fresh_matrix = SimilarityMatrix(routing=routing, samples=SAMPLES, order="none")
-    for name in ("_matrix", "_samples", "_paths"):
+    for name in ("_matrices", "_loaded", "_samples", "_paths"):
         assert getattr(matrix, name) == getattr(fresh_matrix, name), name
 
     # A second trace of the same checkpoint updates the same widgets too, and the selection
     # stays linked through one link per view and one pair observer.
-    explorer.table.value = ("m1", "c1", "m3", "c2")
+    explorer.selected_samples = ["m1", "c1", "m3", "c2"]
     explorer.trace().join(120)  # type: ignore[union-attr]
     assert explorer.views == [diagram, matrix] and len(built) == 1
     assert sorted(diagram.sample_ids) == ["c1", "c2", "m1", "m3"]
@@ -321,28 +368,38 @@ def test_default_views_update_in_place_while_a_trace_streams(series: Path) -> No
     assert sorted(diagram.selected_samples) == ["c2", "m3"]
 
 
-def test_switching_checkpoint_rebuilds_the_views(series: Path) -> None:
+def test_the_default_views_stay_across_checkpoints_and_keep_their_settings(series: Path) -> None:
     explorer = Explorer(str(series), SAMPLES)
-    explorer.table.value = ("m1", "c1")
+    views = list(explorer.views)
+    diagram, matrix = views
+    assert diagram.checkpoints == [] and matrix._n == 0  # made empty, before any trace
+    assert explorer._views == [f"anywidget:{v.model_id}" for v in views]
+    explorer.selected_samples = ["m1", "c1"]
     explorer.trace().join(120)  # type: ignore[union-attr]
-    first = list(explorer.views)
-    first[0].mode = "tokens"
-    explorer.checkpoints.value = "step-000100"
-    assert explorer.views == []  # nothing traced here yet: the placeholder
-    assert all(view.comm is None for view in first)  # the old views were closed
-    explorer.table.value = ("m1",)
+    diagram.mode = "tokens"
+    diagram.compare = None
+    explorer.checkpoint = "step-000100"
+    assert explorer.views == views  # the same widgets, now empty: nothing traced here yet
+    assert diagram.checkpoints == [] and diagram.sample_ids == [] and matrix._n == 0
+    assert diagram.mode == "tokens"  # the user's settings stay
+    explorer.selected_samples = ["m1"]
     explorer.trace().join(120)  # type: ignore[union-attr]
-    second = list(explorer.views)
-    assert len(second) == 2 and not {id(v) for v in second} & {id(v) for v in first}
-    assert second[0].checkpoints == ["step-000100"]
-    assert second[0].mode == "samples"  # a new view, with its defaults
-    second[0].mode = "tokens"
-    explorer.table.value = ("m1", "c1")
+    assert explorer.views == views and diagram.checkpoints == ["step-000100"]
+    assert diagram.sample_ids == ["m1"] and diagram.mode == "tokens"
+    explorer.checkpoint = "step-000200"  # back: refilled from the rows kept
+    assert explorer.views == views
+    assert diagram.checkpoints == ["step-000200"]
+    assert sorted(diagram.sample_ids) == ["c1", "m1"] and matrix.distances().shape == (2, 2)
+    assert all(view.comm is not None for view in views)  # never closed
+
+
+def test_a_custom_view_factory_is_rebuilt_when_the_checkpoint_changes(series: Path) -> None:
+    explorer, made = _explorer(series)
+    explorer.selected_samples = ["m1", "c1"]
     explorer.trace().join(120)  # type: ignore[union-attr]
-    assert explorer.views == second  # same checkpoint: updated in place
-    assert second[0].mode == "tokens" and sorted(second[0].sample_ids) == ["c1", "m1"]
-    explorer.checkpoints.value = "step-000200"  # back: rebuilt from the rows kept
-    third = list(explorer.views)
-    assert not {id(v) for v in third} & {id(v) for v in first + second}
-    assert third[0].checkpoints == ["step-000200"]
-    assert sorted(third[0].sample_ids) == ["c1", "m1"]
+    first = made.last
+    explorer.checkpoint = "step-000100"
+    assert explorer.views == [] and first.comm is None  # nothing traced here: closed, none shown
+    explorer.checkpoint = "step-000200"
+    assert explorer.views == [made.last] and made.last is not first
+    assert made.last.routing.height == 4

@@ -36,6 +36,38 @@ def test_notebook_has_badges_and_a_setup_cell(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_badge_images_are_shipped_and_the_links_go_out(path: Path) -> None:
+    """Opening a notebook fetches nothing: its badge images are files of the repository."""
+    import re
+
+    book = nbformat.read(path, as_version=4)
+    images = [
+        src
+        for cell in book.cells
+        if cell.cell_type == "markdown"
+        for src in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", cell.source)
+    ]
+    assert len(images) == 2, images
+    for src in images:
+        assert not re.match(r"https?://", src), f"{path.name} fetches {src}"
+        assert (path.parent / src).resolve().is_file(), src
+    first = book.cells[0].source
+    assert (
+        "](https://colab.research.google.com/github/grokviz/grokviz/blob/main/notebooks/" in first
+    )
+    assert "](https://mybinder.org/v2/gh/grokviz/grokviz/main?urlpath=lab/tree/notebooks/" in first
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_charts_render_offline(path: Path) -> None:
+    """An altair chart in a notebook is drawn by the offline renderer (no Vega from a CDN)."""
+    book = nbformat.read(path, as_version=4)
+    code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
+    if "alt.Chart(" in code:
+        assert 'alt.renderers.enable("jupyter", offline=True)' in code, path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_linked_from_the_readme(path: Path) -> None:
     assert f"(notebooks/{path.name})" in (ROOT / "README.md").read_text()
 

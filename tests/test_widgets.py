@@ -65,9 +65,14 @@ SAMPLES = pl.DataFrame(
 )
 
 
-def reference_pathway(w: np.ndarray, tau: float) -> list[tuple[int, float]]:
-    """Experts of one layer by weight, kept until the running sum first exceeds tau."""
+def reference_pathway(
+    w: np.ndarray, tau: float | None, top_k: int | None = None
+) -> list[tuple[int, float]]:
+    """Experts of one layer by weight, kept until the running sum first exceeds tau (or top_k)."""
     ranked = sorted(range(len(w)), key=lambda e: (-float(w[e]), e))
+    if top_k is not None:
+        return [(e, float(w[e])) for e in ranked[:top_k]]
+    assert tau is not None
     out, total = [], 0.0
     for e in ranked:
         out.append((e, float(w[e])))
@@ -77,13 +82,15 @@ def reference_pathway(w: np.ndarray, tau: float) -> list[tuple[int, float]]:
     return out
 
 
-def reference_rows(checkpoints: list[int], tau: float) -> list[tuple[int, int, int, int, float]]:
+def reference_rows(
+    checkpoints: list[int], tau: float | None, top_k: int | None = None
+) -> list[tuple[int, int, int, int, float]]:
     rows = []
     for c in checkpoints:
         w = WEIGHTS[ORDER[c]]
         for s in range(N_SAMPLES):
             for layer in range(N_LAYERS):
-                for e, weight in reference_pathway(w[s, layer], tau):
+                for e, weight in reference_pathway(w[s, layer], tau, top_k):
                     rows.append((c, s, layer, e, weight))
     return rows
 
@@ -333,7 +340,9 @@ def levenshtein(a: list[int], b: list[int]) -> int:
     return prev[-1]
 
 
-def reference_distances(checkpoint: str, tau: float = 0.7) -> np.ndarray:
+def reference_distances(
+    checkpoint: str, tau: float | None = 0.7, top_k: int | None = None
+) -> np.ndarray:
     w = WEIGHTS[checkpoint]
     seqs = []
     for s in range(N_SAMPLES):
@@ -341,13 +350,17 @@ def reference_distances(checkpoint: str, tau: float = 0.7) -> np.ndarray:
         for layer in range(N_LAYERS):
             if layer:
                 seq.append(-1)
-            seq += [e for e, _ in reference_pathway(w[s, layer], tau)]
+            seq += [e for e, _ in reference_pathway(w[s, layer], tau, top_k)]
         seqs.append(seq)
     return np.array([[levenshtein(a, b) for b in seqs] for a in seqs])
 
 
-def decoded_matrix(m: SimilarityMatrix) -> np.ndarray:
-    return np.frombuffer(m._matrix, dtype=np.dtype(m._dtype).newbyteorder("<")).reshape(m._n, m._n)
+def decoded_matrix(m: SimilarityMatrix, checkpoint: str | None = None) -> np.ndarray:
+    """The matrix the browser shows for ``checkpoint`` (default the current one)."""
+    values = np.frombuffer(m._matrices, dtype=np.dtype(m._dtype).newbyteorder("<"))
+    stack = values.reshape(len(m._loaded), m._n, m._n)
+    index = m.checkpoints.index(checkpoint or m.checkpoint) if m.checkpoints else 0
+    return stack[m._loaded.index(index)]
 
 
 def test_matrix_from_routing_matches_reference_distances() -> None:
@@ -367,7 +380,8 @@ def test_matrix_from_routing_matches_reference_distances() -> None:
     np.testing.assert_array_equal(decoded_matrix(m), ref[np.ix_(order, order)])
     # The pathways for the pair alignment are indexed by display position.
     rows = decoded_rows(m._paths)
-    first = [(layer, e) for c, s, layer, e, _ in rows if s == 0]
+    shown = ORDER.index("step-500")
+    first = [(layer, e) for c, s, layer, e, _ in rows if s == 0 and c == shown]
     want = [
         (layer, e)
         for layer in range(3)
@@ -381,8 +395,8 @@ def test_matrix_checkpoint_change_recomputes() -> None:
     m.checkpoint = "step-0"
     np.testing.assert_array_equal(decoded_matrix(m), reference_distances("step-0"))
     assert same_rows(
-        [r for r in decoded_rows(m._paths)],
-        [(0, *r[1:]) for r in reference_rows([0], 0.7)],
+        [r for r in decoded_rows(m._paths) if r[0] == 0],
+        reference_rows([0], 0.7),
     )
 
 
@@ -408,10 +422,11 @@ def test_matrix_bytes_on_the_wire_are_the_raw_array() -> None:
     d = rng.integers(400, 700, size=(300, 300))
     m = SimilarityMatrix(d, groups=["a"] * 300)
     assert (
-        m._dtype == "uint16" and len(m._matrix) == 300 * 300 * 2 <= 1.2 * d.astype(np.uint16).nbytes
+        m._dtype == "uint16"
+        and len(m._matrices) == 300 * 300 * 2 <= 1.2 * d.astype(np.uint16).nbytes
     )
     f = SimilarityMatrix(rng.random((50, 50)))
-    assert f._dtype == "float32" and len(f._matrix) == 50 * 50 * 4
+    assert f._dtype == "float32" and len(f._matrices) == 50 * 50 * 4
 
 
 def test_matrix_selected_pair_is_validated() -> None:
@@ -439,7 +454,16 @@ def test_matrix_update_keeps_the_settings_and_sends_the_new_matrix() -> None:
     np.testing.assert_array_equal(m.distances(), reference_distances("step-0"))
     np.testing.assert_array_equal(decoded_matrix(m), reference_distances("step-0"))
     fresh = SimilarityMatrix(routing=routing, samples=SAMPLES, order="none", checkpoint="step-0")
-    for name in ("_matrix", "_dtype", "_n", "_samples", "_paths", "_n_layers"):
+    for name in (
+        "_matrices",
+        "_loaded",
+        "_range",
+        "_dtype",
+        "_n",
+        "_samples",
+        "_paths",
+        "_n_layers",
+    ):
         assert getattr(m, name) == getattr(fresh, name), name
     m.order = "group"  # the observers act on the new data
     assert m.sample_ids == ["s0", "s2", "s1", "s4", "s3"]
@@ -454,12 +478,12 @@ def test_matrix_update_drops_what_the_new_data_lacks() -> None:
     m.update(first_samples(routing, 3).filter(pl.col("checkpoint") != "step-0"))
     assert m.checkpoint == "step-500" and m.selected_pair == []
     np.testing.assert_array_equal(decoded_matrix(m), reference_distances("step-500")[:3, :3])
-    before = (m._matrix, m._samples, m._paths)
+    before = (m._matrices, m._samples, m._paths)
     with pytest.raises(EmptyInputError, match="empty"):
         m.update(routing.clear())
     with pytest.raises(EmptyInputError, match="empty"):
         SimilarityMatrix(routing=routing.clear())
-    assert (m._matrix, m._samples, m._paths) == before
+    assert (m._matrices, m._samples, m._paths) == before
 
 
 # -- export and packaging -----------------------------------------------------------------------
@@ -496,3 +520,101 @@ def test_widgets_package_imports_lazily() -> None:
         "assert {'PathwayDiagram', 'SimilarityMatrix', 'Timeline', 'Explorer'} <= set(dir(w))"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- views made empty, compared checkpoints, one pathway definition, exports --------------------
+
+
+def test_views_made_empty_say_so_and_fill_on_update() -> None:
+    d = PathwayDiagram.empty(samples=SAMPLES, top_k=2)
+    assert (d.checkpoints, d.sample_ids, d._paths, d._n_layers) == ([], [], b"", 0)
+    assert ipc_to_table(d._samples).num_rows == 0
+    assert d._palette["groups"] == sorted(SAMPLES["domain"].unique())  # colours known already
+    d.update(make_routing(), samples=SAMPLES)
+    assert d.checkpoints == ORDER and d.top_k == 2
+    assert same_rows(decoded_rows(d._paths), reference_rows([0, 1, 2], None, top_k=2))
+    d.clear()
+    assert (d.checkpoints, d.checkpoint, d.sample_ids, d._paths) == ([], None, [], b"")
+    m = SimilarityMatrix.empty(samples=SAMPLES)
+    assert (m._n, m._matrices, m._loaded, m.checkpoints) == (0, b"", [], [])
+    m.update(make_routing(), samples=SAMPLES)
+    order = [m._ids.index(s) for s in m.sample_ids]
+    np.testing.assert_array_equal(
+        decoded_matrix(m), reference_distances("step-500")[np.ix_(order, order)]
+    )
+    m.clear()
+    assert (m._n, m.checkpoints, m.selected_pair) == (0, [], [])
+
+
+def test_compare_loads_the_compared_checkpoint_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PathwayDiagram, "_PRELOAD_CELLS", 0)  # large data: a window only
+    d = PathwayDiagram(make_routing(), samples=SAMPLES, checkpoint="step-500")
+    assert sorted({r[0] for r in decoded_rows(d._paths)}) == [1, 2]
+    d.compare = "step-0"
+    assert sorted({r[0] for r in decoded_rows(d._paths)}) == [0, 1, 2]
+    with pytest.raises(traitlets.TraitError, match="compare='nope'"):
+        d.compare = "nope"
+    # An HTML page has no kernel to ask: exporting sends every checkpoint.
+    d.compare = None
+    d._prepare_export()
+    assert sorted({r[0] for r in decoded_rows(d._paths)}) == [0, 1, 2]
+
+
+def test_linked_views_share_one_pathway_definition() -> None:
+    from grokviz.widgets import link
+
+    d = PathwayDiagram(make_routing(), samples=SAMPLES, top_k=2)
+    m = SimilarityMatrix(routing=make_routing(), samples=SAMPLES)  # tau=0.7 by default
+    link(d, m)
+    assert (m.tau, m.top_k) == (None, 2)  # the first view's definition
+    np.testing.assert_array_equal(m.distances(), reference_distances("step-500", tau=None, top_k=2))
+    m.set_pathways(tau=0.5)
+    assert (d.tau, d.top_k) == (0.5, None)
+    assert same_rows(decoded_rows(d._paths), reference_rows([0, 1, 2], 0.5))
+    d.top_k = 3  # setting a trait directly works too
+    assert (m.tau, m.top_k) == (None, 3)
+    with pytest.raises(ValueError, match="exactly one"):
+        d.set_pathways(tau=0.5, top_k=2)
+
+
+def test_matrix_colour_range_is_fixed_across_checkpoints() -> None:
+    m = SimilarityMatrix(routing=make_routing(), samples=SAMPLES)
+    ranges = []
+    for name in ORDER:
+        d = reference_distances(name)
+        off = d[~np.eye(N_SAMPLES, dtype=bool)]
+        ranges.append((off.min(), off.max()))
+    assert m._range == [min(r[0] for r in ranges), max(r[1] for r in ranges)]
+    m.checkpoint = "step-0"
+    assert m._range == [min(r[0] for r in ranges), max(r[1] for r in ranges)]
+    per = SimilarityMatrix(routing=make_routing(), samples=SAMPLES, color_range="checkpoint")
+    assert per._range is None
+    given = SimilarityMatrix(routing=make_routing(), color_range=(0, 40))
+    assert given._range == [0.0, 40.0]
+    with pytest.raises(ValueError, match="color_range"):
+        SimilarityMatrix(routing=make_routing(), color_range="wide")
+
+
+def test_matrix_range_of_many_samples_comes_from_a_fixed_subset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(SimilarityMatrix, "_RANGE_SAMPLES", 3)
+    monkeypatch.setattr(SimilarityMatrix, "_PRELOAD_CELLS", 0)  # only the shown matrix is computed
+    m = SimilarityMatrix(routing=make_routing(), samples=SAMPLES)
+    assert m._loaded == [ORDER.index(m.checkpoint)]
+    lo, hi = m._range
+    shown = m.distances()[~np.eye(N_SAMPLES, dtype=bool)]
+    # The shown checkpoint's own pairs are in, the subset's of every checkpoint too.
+    assert lo <= shown.min() and hi >= shown.max()
+    subset_ranges = []
+    rng = np.random.default_rng(0)
+    subset = sorted(rng.choice(N_SAMPLES, 3, replace=False))
+    for name in ORDER:
+        d = reference_distances(name)[np.ix_(subset, subset)]
+        off = d[~np.eye(3, dtype=bool)]
+        subset_ranges.append((off.min(), off.max()))
+    want = (
+        min(min(r[0] for r in subset_ranges), shown.min()),
+        max(max(r[1] for r in subset_ranges), shown.max()),
+    )
+    assert (lo, hi) == want

@@ -36,7 +36,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "grokviz.cli._verify",
         "check every file of a trace store; --repair recomputes what is damaged",
     ),
+    "watch": (
+        "grokviz.cli._watch",
+        "follow a training run's checkpoint folder, tracing each checkpoint once it is whole",
+    ),
     "toy": ("grokviz.toy.__main__", "train and inspect the tiny OLMoE toy runs that grok on a CPU"),
+    "report": ("grokviz.cli._report", "one standalone offline HTML page of a trace, for sharing"),
 }
 
 

@@ -6,7 +6,9 @@ The front end is one bundle, ``grokviz/static/widgets.js``, built from ``js/`` (
 Examples
 --------
 >>> from grokviz.widgets import PathwayDiagram, SimilarityMatrix  # doctest: +SKIP
->>> PathwayDiagram(routing, samples=samples)  # doctest: +SKIP
+>>> palette = Palette.from_samples(samples)  # one colour per domain, shared by every view
+>>> diagram = PathwayDiagram(store, samples=samples, palette=palette)  # doctest: +SKIP
+>>> timeline = Timeline(metrics, accuracy=accuracy, palette=palette).link(diagram)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,15 +23,30 @@ _EXPORTS: dict[str, str] = {
     "SimilarityMatrix": "grokviz.widgets.similarity_matrix",
     "Timeline": "grokviz.widgets.timeline",
     "Explorer": "grokviz.widgets.explorer",
+    "Palette": "grokviz.widgets.palette",
+    "link": "grokviz.widgets._links",
     "write_html": "grokviz.widgets._base",
+    "write_report": "grokviz.widgets.report",
 }
 
-__all__ = ["Explorer", "PathwayDiagram", "SimilarityMatrix", "Timeline", "write_html"]
+__all__ = [
+    "Explorer",
+    "Palette",
+    "PathwayDiagram",
+    "SimilarityMatrix",
+    "Timeline",
+    "link",
+    "write_html",
+    "write_report",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from grokviz.widgets._base import write_html
+    from grokviz.widgets._links import link
     from grokviz.widgets.explorer import Explorer
+    from grokviz.widgets.palette import Palette
     from grokviz.widgets.pathway_diagram import PathwayDiagram
+    from grokviz.widgets.report import write_report
     from grokviz.widgets.similarity_matrix import SimilarityMatrix
     from grokviz.widgets.timeline import Timeline
 

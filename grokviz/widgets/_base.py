@@ -1,17 +1,16 @@
-"""The base class of grokviz's anywidgets: shared traits, the bundle, and offline HTML export.
+"""The base class of grokviz's anywidgets: shared traits, the palette, the bundle, HTML export.
 
 Every grokviz view is rendered by one bundle, ``grokviz/static/widgets.js`` (built from ``js/``),
-which picks the view from the ``_view`` trait. Views share a ``theme`` trait and, where they show
-one checkpoint at a time, ``checkpoint`` / ``checkpoints`` traits a Timeline can drive with
-``traitlets.link`` or ``observe``.
+which picks the view from the ``_view`` trait. Views share a ``theme`` trait, a palette (one colour
+per group, :mod:`grokviz.widgets.palette`) and, where they show one checkpoint at a time,
+``checkpoint`` / ``checkpoints`` traits that :func:`grokviz.widgets.link` ties together.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,12 @@ from typing import Any
 import anywidget
 import traitlets as t
 
+from grokviz.errors import InputError
+from grokviz.widgets.palette import Palette, coerce, palette_for
+
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
-__all__ = ["STATIC", "GrokvizWidget", "write_html"]
+__all__ = ["STATIC", "GrokvizWidget", "html_page", "write_html"]
 
 
 class GrokvizWidget(anywidget.AnyWidget):
@@ -41,6 +43,70 @@ class GrokvizWidget(anywidget.AnyWidget):
 
     checkpoint = t.Unicode(None, allow_none=True).tag(sync=True)
     """str | None: the checkpoint shown; one of ``checkpoints``. Default: the last one."""
+
+    _palette = t.Dict(allow_none=True, default_value=None).tag(sync=True)
+    """dict | None: the palette's colours for this view's groups (``Palette.to_json``)."""
+
+    # Set by _use_palette: the groups this view draws, and where its palette came from
+    # ("explicit": given by the user, "samples": a samples table's column, "groups": its own data).
+    _palette_groups: list[str] | None = None
+    _palette_source = "groups"
+    _palette_obj: Palette | None = None
+    # The palette the view was given (or linked to since), kept when later data arrives.
+    _given_palette: Palette | Sequence[str] | None = None
+
+    @property
+    def palette(self) -> Palette:
+        """The :class:`~grokviz.widgets.Palette` colouring this view's groups (shared by links).
+
+        Assign a palette to recolour the view; it is extended to the view's groups if needed.
+        """
+        if self._palette_obj is None:
+            self._palette_obj = Palette.from_groups(self._palette_groups or [])
+        return self._palette_obj
+
+    @palette.setter
+    def palette(self, value: Palette | Sequence[str]) -> None:
+        chosen = coerce(value)
+        if chosen is None:
+            msg = "palette must be a grokviz.widgets.Palette or a list of groups in hue order"
+            raise InputError(msg)
+        groups = self._palette_groups or []
+        self._palette_obj = chosen.covering(groups)
+        if hasattr(self, "_given_palette"):
+            # Later data (a new checkpoint, an update) keeps this palette, not the first one.
+            self._given_palette = self._palette_obj
+        self._palette = self._palette_obj.to_json()
+
+    def _use_palette(
+        self,
+        given: Palette | Sequence[str] | None,
+        groups: Iterable[str],
+        *,
+        samples: Any = None,
+        by: str | None = None,
+    ) -> None:
+        """Colour ``groups``: with the given palette, else one from ``samples[by]``, else own."""
+        names = [str(g) for g in dict.fromkeys(groups)]
+        self._palette_groups = names
+        explicit = coerce(given)
+        if explicit is not None:
+            self._palette_source = "explicit"
+        elif samples is not None and by:
+            self._palette_source = "samples"
+        else:
+            self._palette_source = "groups"
+        if explicit is None and self._palette_obj is not None:
+            explicit = self._palette_obj  # keep the palette a link or the user gave
+        self._palette_obj = palette_for(explicit, names, samples=samples, by=by)
+        self._palette = self._palette_obj.to_json()
+
+    def _prepare_export(self) -> None:
+        """Load whatever the view would otherwise ask the kernel for (HTML has no kernel)."""
+
+    def _export_children(self) -> list[Any]:
+        """Widgets this view shows inside itself, exported with it."""
+        return []
 
     @t.validate("checkpoint")
     def _check_checkpoint(self, proposal: dict[str, Any]) -> str | None:
@@ -78,6 +144,16 @@ class GrokvizWidget(anywidget.AnyWidget):
         """
         return write_html([self], path, title=title or type(self).__name__)
 
+    def link(self, *views: Any) -> Any:
+        """Link this view to ``views``: one checkpoint, pathway definition and palette.
+
+        See :func:`grokviz.widgets.link`. Returns ``self``.
+        """
+        from grokviz.widgets._links import link
+
+        link(self, *views)
+        return self
+
 
 _PLACEHOLDER = "grokviz-inline-widget-manager"
 
@@ -108,40 +184,121 @@ def _manager_scripts() -> str:
     return "\n".join(_script(part) for part in (require, code, manager))
 
 
+def _exported(widgets: Sequence[Any]) -> list[Any]:
+    """``widgets``, every grokviz view shown inside them, and the links between those."""
+    seen: dict[str, Any] = {}
+    todo = list(widgets)
+    while todo:
+        widget = todo.pop(0)
+        key = getattr(widget, "model_id", None) or str(id(widget))
+        if key in seen:
+            continue
+        seen[key] = widget
+        if isinstance(widget, GrokvizWidget):
+            todo.extend(widget._export_children())
+        todo.extend(getattr(widget, "children", ()) or ())
+    from ipywidgets import Widget
+
+    out = list(seen.values())
+    for widget in list(out):
+        for item in getattr(widget, "_grokviz_links", None) or []:
+            if not isinstance(item, Widget):
+                continue  # a kernel-side traitlets.link: nothing to export
+            source = getattr(item, "source", None)
+            target = getattr(item, "target", None)
+            if (
+                source is not None
+                and target is not None
+                and all(
+                    (getattr(end[0], "model_id", None) or str(id(end[0]))) in seen
+                    for end in (source, target)
+                )
+            ):
+                out.append(item)  # an ipywidgets.jslink between two exported views
+    return out
+
+
+def html_page(
+    widgets: Sequence[Any],
+    *,
+    title: str = "grokviz",
+    before: str = "",
+    between: Sequence[str] = (),
+    after: str = "",
+) -> str:
+    """A standalone, offline HTML page showing ``widgets``, with HTML around them.
+
+    ``before`` goes above the first widget, ``between[i]`` above widget ``i + 1`` and ``after``
+    below the last; each widget is prepared for a page without a kernel first (every checkpoint
+    it can show is loaded), and the ``jslink`` links between exported views keep them linked.
+    """
+    from ipywidgets.embed import dependency_state, embed_snippet
+
+    views = list(widgets)
+    exported = _exported(views)
+    for widget in exported:
+        if isinstance(widget, GrokvizWidget):
+            widget._prepare_export()
+    snippet = embed_snippet(
+        views,
+        # Only these widgets, what they reference and show, not every widget in the kernel.
+        state=dependency_state(exported, drop_defaults=False),
+        drop_defaults=False,
+        indent=None,
+        requirejs=False,
+        embed_url=_PLACEHOLDER,
+        cors=False,
+    )
+    tag = f'<script src="{_PLACEHOLDER}"></script>'
+    if tag not in snippet:
+        msg = f"ipywidgets' embed template changed: {tag!r} not found; cannot inline the manager"
+        raise RuntimeError(msg)
+    snippet = snippet.replace(tag, "", 1)
+    # The snippet is the state script, then one view script per widget: interleave the HTML.
+    marker = '<script type="application/vnd.jupyter.widget-view+json">'
+    head, *parts = snippet.split(marker)
+    body = [head, before]
+    for i, part in enumerate(parts):
+        if i > 0 and i - 1 < len(between):
+            body.append(between[i - 1])
+        body.append(f'<div class="grokviz-page-view">{marker}{part}</div>')
+    body.append(after)
+    style = (
+        "body{margin:0 auto;max-width:1200px;padding:16px 20px;font:14px system-ui,sans-serif;"
+        "background:#fff;color:#212121}@media (prefers-color-scheme: dark){body{background:#111;"
+        "color:#e6e6e6}body{--jp-layout-color0:#111111;--jp-ui-font-color0:#e6e6e6;"
+        "--jp-ui-font-color2:#a0a0a0;--jp-border-color2:#333333}}"
+        ".grokviz-page-view{margin:12px 0 24px}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="UTF-8">\n'
+        f"<title>{html_escape(title)}</title>\n<style>{style}</style>\n{_manager_scripts()}\n"
+        "</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+    )
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
 def write_html(
     widgets: Sequence[Any], path: str | os.PathLike[str], *, title: str = "grokviz"
 ) -> Path:
     """Write a standalone, offline HTML page showing ``widgets`` (any ipywidgets, composed or not).
 
-    Uses :func:`ipywidgets.embed.embed_minimal_html` with ``drop_defaults=False`` and replaces
-    its CDN script tag with inlined copies of the widget manager shipped in ``grokviz/static``.
+    Views linked with :func:`grokviz.widgets.link` (or ``Timeline.link``) stay linked in the
+    page: choosing a checkpoint on the Timeline moves the other views with no kernel. Every
+    checkpoint a view can show is put into the page, so the page can be larger than the widgets'
+    live state. The widget manager (RequireJS, the Jupyter widgets HTML manager, anywidget's front
+    end) is inlined from ``grokviz/static``: nothing is fetched from a CDN.
 
     Examples
     --------
-    >>> write_html([diagram, matrix], "views.html")  # doctest: +SKIP
+    >>> write_html([timeline, diagram, matrix], "views.html")  # doctest: +SKIP
     PosixPath('views.html')
     """
-    from ipywidgets.embed import dependency_state, embed_minimal_html
-
-    buffer = io.StringIO()
-    views = list(widgets)
-    embed_minimal_html(
-        buffer,
-        views=views,
-        # Only these widgets and what they reference, not every widget alive in the kernel.
-        state=dependency_state(views, drop_defaults=False),
-        title=title,
-        drop_defaults=False,
-        requirejs=False,
-        embed_url=_PLACEHOLDER,
-        cors=False,
-    )
-    html = buffer.getvalue()
-    tag = f'<script src="{_PLACEHOLDER}"></script>'
-    if tag not in html:
-        msg = f"ipywidgets' embed template changed: {tag!r} not found; cannot inline the manager"
-        raise RuntimeError(msg)
-    html = html.replace(tag, _manager_scripts(), 1)
     out = Path(path)
-    out.write_text(html, encoding="utf-8")
+    out.write_text(html_page(list(widgets), title=title), encoding="utf-8")
     return out

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from grokviz import schema
-from grokviz.errors import EmptyInputError
+from grokviz.errors import EmptyInputError, InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -168,7 +168,7 @@ def routing_array(
             f"number of layers: {have['sample_id'].to_list()[:5]}. Trace every sample at every "
             "checkpoint, or pass `samples=` with the ones that were traced."
         )
-        raise ValueError(msg)
+        raise InputError(msg)
     rows = frame["sample_id"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
     cols = frame["layer"].cast(pl.Int64).to_numpy()
     weights = np.asarray(frame["weights"].list.to_array(k).to_numpy(), dtype=np.float32)
@@ -218,7 +218,11 @@ def path_rows(
 
 
 def conform_routing(routing: Any) -> pl.DataFrame:
-    """A routing table (frame, Arrow-compatible object or trace store) in the ROUTING schema."""
+    """A routing table (frame, Arrow-compatible object, trace store or its folder) in the ROUTING
+    schema."""
+    from grokviz.store import as_store
+
+    routing = as_store(routing)
     if hasattr(routing, "routing") and callable(routing.routing):
         routing = routing.routing()
     return schema.conform(routing, schema.ROUTING, name="routing")
@@ -234,7 +238,10 @@ def traced_routing(routing: Any) -> pl.DataFrame:
 
 
 def store_samples(routing: Any) -> Any:
-    """The samples table of a ``TraceStore`` given as routing, else None."""
+    """The samples table of a ``TraceStore`` (or store folder) given as routing, else None."""
+    from grokviz.store import as_store
+
+    routing = as_store(routing)
     if hasattr(routing, "samples") and callable(routing.samples):
         return routing.samples()
     return None

@@ -1,27 +1,34 @@
 """The Explorer: pick a checkpoint and samples, press Trace, watch routing stream into the views.
 
-A source field lists the checkpoints of a series (``grokviz.list_checkpoints``); a search box
-filters the sample table; Trace runs :func:`grokviz.iter_trace` in a background thread so the
-kernel stays responsive, and each batch lands in the progress bar and the views (pathway
-diagram, similarity matrix) as it arrives. Selection is one ``selected_samples`` list shared by
-the Explorer and every view. Errors (a wrong path, a dense model, nothing selected) appear in red
-under the controls; what was already traced is kept, and tracing the same checkpoint again only
-traces samples not yet traced.
+Front end: js/src/explorer.ts. A source field lists the checkpoints of a series
+(``grokviz.list_checkpoints``); a search box filters the sample list; Trace runs
+:func:`grokviz.iter_trace` in a background thread so the kernel stays responsive, and each batch
+lands in the progress bar and the views (pathway diagram, similarity matrix) as it arrives.
+Selection is one ``selected_samples`` list shared by the Explorer and every view. Errors (a wrong
+path, a dense model, nothing selected) appear in red under the controls; what was already traced is
+kept, and tracing the same checkpoint again only traces samples not yet traced.
+
+The Explorer is one anywidget: its controls are drawn by grokviz's front end and its views are
+child widgets it renders itself, so it works in marimo (``mo.ui.anywidget(explorer)``) as in
+JupyterLab, Notebook 7 and VS Code, with no ipywidgets container.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import ipywidgets
 import polars as pl
 import traitlets
 
 from grokviz import schema
+from grokviz.widgets._base import GrokvizWidget
+from grokviz.widgets._serialization import table_to_ipc
 
 __all__ = ["Explorer", "ViewFactory", "default_views"]
 
@@ -29,10 +36,12 @@ logger = logging.getLogger(__name__)
 
 #: Builds the views of one checkpoint: ``(routing, token_routing, samples) -> widgets``. Views
 #: with an ``update(routing, *, samples, token_routing)`` method are then updated in place.
-ViewFactory = Callable[[pl.DataFrame, pl.DataFrame, pl.DataFrame], Sequence[ipywidgets.DOMWidget]]
+ViewFactory = Callable[[pl.DataFrame, pl.DataFrame, pl.DataFrame], Sequence[Any]]
 
-#: Characters of a sample's text shown in the table.
+#: Characters of a sample's text shown in the list.
 _PREVIEW = 60
+#: How anywidget refers to a child widget in a synced trait (anywidget's WidgetTrait wire form).
+_REF = "anywidget:"
 
 
 def _preview(text: str) -> str:
@@ -40,7 +49,20 @@ def _preview(text: str) -> str:
     return flat if len(flat) <= _PREVIEW else flat[: _PREVIEW - 1] + "…"
 
 
-class Explorer(ipywidgets.VBox):
+def _thread_class() -> type[threading.Thread]:
+    """marimo's Thread inside a running marimo notebook (it may update widgets), else Python's."""
+    if "marimo" in sys.modules:
+        try:
+            import marimo as mo
+
+            if mo.running_in_notebook():
+                return mo.Thread
+        except Exception:  # pragma: no cover - marimo internals
+            logger.debug("marimo is imported but its Thread is not usable", exc_info=True)
+    return threading.Thread
+
+
+class Explorer(GrokvizWidget):
     """Trace samples through a checkpoint interactively and explore their routing pathways.
 
     Parameters
@@ -52,13 +74,14 @@ class Explorer(ipywidgets.VBox):
         A ``schema.SAMPLES`` table (sample_id, text, domain, split), polars, pandas or pyarrow.
     make_views
         Builds the views from the current checkpoint's traced data, called as
-        ``make_views(routing, token_routing, samples)``; returns a list of widgets. Default: a
-        ``PathwayDiagram`` and a ``SimilarityMatrix``. It is called for the first batch of a
-        checkpoint and when the checkpoint changes; later batches go to each view's
-        ``update(routing, samples=..., token_routing=...)`` (as the default views have), so the
-        views keep their settings. Views without ``update`` are built anew after every batch.
-        A view's ``selected_samples`` is linked to the Explorer's, and clicking a
-        ``selected_pair`` selects those two samples.
+        ``make_views(routing, token_routing, samples)``; returns a list of widgets. It is called
+        for the first batch of a checkpoint and when the checkpoint changes; later batches go to
+        each view's ``update(routing, samples=..., token_routing=...)``. Views without ``update``
+        are built anew after every batch. Default: a ``PathwayDiagram`` and a
+        ``SimilarityMatrix``, made once (empty) with the Explorer and updated from then on, for
+        every checkpoint, so they keep the user's settings (and work in marimo, which cannot
+        create widgets from a background trace). A view's ``selected_samples`` is linked to the
+        Explorer's, and clicking a ``selected_pair`` selects those two samples.
     batch_size, max_length, device
         Passed to :func:`grokviz.iter_trace`.
 
@@ -68,19 +91,34 @@ class Explorer(ipywidgets.VBox):
     >>> samples = pl.DataFrame({"sample_id": ["a", "b"], "text": ["1+1=2", "def f(): pass"],
     ...     "domain": ["math", "code"], "split": "train"})
     >>> explorer = Explorer(samples=samples)
-    >>> explorer.search.value = "def"
-    >>> explorer.table.options
-    (('b · code · def f(): pass', 'b'),)
+    >>> explorer.search = "def"
+    >>> explorer.options
+    [('b · code · def f(): pass', 'b')]
     """
 
-    checkpoint = traitlets.Unicode(None, allow_none=True)
-    """str or None: label of the chosen checkpoint (default None until a series is listed)."""
-
-    selected_samples = traitlets.List(traitlets.Unicode())
-    """list[str]: sample_ids selected in the table or any linked view (default empty)."""
-
-    running = traitlets.Bool(False)
+    _view = traitlets.Unicode("explorer").tag(sync=True)
+    source = traitlets.Unicode("").tag(sync=True)
+    """str: the checkpoint series (a folder or a hub repo id); changing it lists its checkpoints."""
+    search = traitlets.Unicode("").tag(sync=True)
+    """str: filters the sample list (case-insensitive substring of id, domain or text)."""
+    _options = traitlets.Bytes(b"").tag(sync=True)
+    """bytes: Arrow IPC (sample_id, label) of the samples matching ``search``."""
+    selected_samples = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list[str]: sample_ids selected in the list or any linked view (default empty)."""
+    running = traitlets.Bool(False).tag(sync=True)
     """bool: whether a trace is streaming now (default False)."""
+    progress = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
+    """list[int]: ``[samples traced, samples to trace]`` of the current run."""
+    progress_style = traitlets.Enum(["", "success", "danger"], default_value="").tag(sync=True)
+    """str: ``"success"`` once a run finished, ``"danger"`` after a failure, else ``""``."""
+    status = traitlets.Unicode("").tag(sync=True)
+    """str: what the Explorer is doing or did last."""
+    errors = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list[str]: error messages shown in red under the controls, oldest first."""
+    _views = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """list[str]: references (``"anywidget:<model_id>"``) of the views the Explorer renders."""
+    _clicks = traitlets.Int(0).tag(sync=True)
+    """int: presses of the Trace/Stop button (the front end counts them up)."""
 
     def __init__(
         self,
@@ -93,6 +131,7 @@ class Explorer(ipywidgets.VBox):
         device: Any = None,
         **kwargs: Any,
     ) -> None:
+        super().__init__(**kwargs)
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = device
@@ -101,83 +140,26 @@ class Explorer(ipywidgets.VBox):
             if samples is None
             else schema.conform(samples, schema.SAMPLES, name="samples")
         )
-        self._checkpoints: dict[str, Any] = {}
+        self._found: dict[str, Any] = {}
         # Traced frames per checkpoint, keyed by (source, label): two series may share labels.
         self._parts: dict[tuple[str, str], list[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]]
         self._parts = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._refiltering = False
-
-        self.source = ipywidgets.Text(
-            value=source or "",
-            placeholder="checkpoint series: a folder or a hub repo id",
-            description="source",
-            continuous_update=False,
-        )
-        """ipywidgets.Text: the checkpoint series; changing it lists its checkpoints."""
-        self.checkpoints = ipywidgets.Dropdown(description="checkpoint", options=[])
-        """ipywidgets.Dropdown: the series' checkpoints, by label."""
-        self.search = ipywidgets.Text(placeholder="search id, domain or text", description="search")
-        """ipywidgets.Text: filters the sample table (case-insensitive substring)."""
-        self.table = ipywidgets.SelectMultiple(
-            options=[], rows=8, layout=ipywidgets.Layout(width="100%")
-        )
-        """ipywidgets.SelectMultiple: the samples matching the search; selected ones are traced."""
-        self.button = ipywidgets.Button(description="Trace", button_style="primary", icon="play")
-        """ipywidgets.Button: starts a trace of the selected samples (and stops a running one)."""
-        self.progress = ipywidgets.IntProgress(value=0, min=0, max=1, description="traced")
-        """ipywidgets.IntProgress: samples traced of the current run."""
-        self.status = ipywidgets.HTML("")
-        self.errors = ipywidgets.Output()
-        """ipywidgets.Output: error messages, in red."""
-        for widget, testid in [
-            (self.source, "explorer-source"),
-            (self.checkpoints, "explorer-checkpoint"),
-            (self.search, "explorer-search"),
-            (self.table, "explorer-table"),
-            (self.button, "explorer-trace"),
-            (self.progress, "explorer-progress"),
-            (self.errors, "explorer-errors"),
-        ]:
-            widget.add_class(testid)
-
         self._make_views = default_views if make_views is None else make_views
-        self.views: list[ipywidgets.DOMWidget] = []
+        self.views: list[Any] = []
         """list: the views showing the current checkpoint's traced samples (updated as they come)."""
         self._views_key: tuple[str, str] | None = None  # the (source, label) the views show
         self._links: list[traitlets.link] = []
-        self._placeholder = ipywidgets.HTML(
-            "<i>Select samples and press Trace: their pathways appear here as they stream in.</i>"
-        )
-        # Side by side where the notebook is wide enough, stacked where it is not.
-        self._view_box = ipywidgets.HBox(
-            [self._placeholder],
-            layout=ipywidgets.Layout(flex_flow="row wrap", align_items="flex-start"),
-        )
-        self._view_box.add_class("explorer-views")
-
-        controls = ipywidgets.VBox(
-            [
-                ipywidgets.HBox([self.source, self.checkpoints]),
-                self.search,
-                self.table,
-                ipywidgets.HBox([self.button, self.progress, self.status]),
-                self.errors,
-            ]
-        )
-        super().__init__(children=[controls, self._view_box], **kwargs)
-        self.add_class("grokviz-explorer")
-
-        self.source.observe(self._on_source, names="value")
-        self.checkpoints.observe(self._on_checkpoint_menu, names="value")
-        self.search.observe(self._on_search, names="value")
-        self.table.observe(self._on_table, names="value")
-        self.button.on_click(self._on_button)
-        self._on_search({"new": ""})
+        # The default views are made now, empty, and only ever updated: a notebook front end such
+        # as marimo can create widgets only while a cell runs, not later from the trace thread.
+        self._lasting = make_views is None
+        if self._lasting:
+            self._show(empty_views(self._samples))
+        self._filter()
         if source:
-            self._on_source({"new": source})
+            self.source = source
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -185,6 +167,16 @@ class Explorer(ipywidgets.VBox):
     def samples(self) -> pl.DataFrame:
         """The sample table the Explorer offers."""
         return self._samples
+
+    @property
+    def options(self) -> list[tuple[str, str]]:
+        """The samples matching ``search``, as ``(label, sample_id)`` in table order."""
+        return list(self._shown)
+
+    @property
+    def messages(self) -> list[str]:
+        """The error messages shown now, oldest first."""
+        return list(self.errors)
 
     def _table(self, index: int, name: str, key: tuple[str, str] | None = None) -> pl.DataFrame:
         with self._lock:
@@ -210,7 +202,7 @@ class Explorer(ipywidgets.VBox):
         return self._table(2, "TOKEN_ROUTING")
 
     def _key(self) -> tuple[str, str] | None:
-        checkpoint = self._checkpoints.get(self.checkpoint) if self.checkpoint else None
+        checkpoint = self._found.get(self.checkpoint) if self.checkpoint else None
         return None if checkpoint is None else (str(checkpoint.source), checkpoint.label)
 
     def _traced(self, key: tuple[str, str]) -> set[str]:
@@ -219,6 +211,7 @@ class Explorer(ipywidgets.VBox):
 
     # -- reactions ----------------------------------------------------------------------------
 
+    @traitlets.observe("source")
     def _on_source(self, change: dict[str, Any]) -> None:
         source = str(change["new"]).strip()
         if not source:
@@ -233,24 +226,23 @@ class Explorer(ipywidgets.VBox):
         if not found:
             self._error(f"{source!r} holds no checkpoints; point the source at a checkpoint series")
             return
-        self._checkpoints = {c.label: c for c in found}
-        self.checkpoints.options = list(self._checkpoints)
-        self.checkpoints.value = found[-1].label
+        with self.hold_sync():
+            self._found = {c.label: c for c in found}
+            self.set_trait("checkpoints", list(self._found))
+            self.checkpoint = found[-1].label
         # Another series may reuse the label shown: redraw from this series' traces.
         self._feed_views()
 
-    def _on_checkpoint_menu(self, change: dict[str, Any]) -> None:
-        self.checkpoint = change["new"]
-
     @traitlets.observe("checkpoint")
     def _on_checkpoint(self, change: dict[str, Any]) -> None:
-        label = change["new"]
-        if label is not None and label in self._checkpoints:
-            self.checkpoints.value = label
         self._feed_views()
 
+    @traitlets.observe("search")
     def _on_search(self, change: dict[str, Any]) -> None:
-        needle = str(change["new"]).strip().lower()
+        self._filter()
+
+    def _filter(self) -> None:
+        needle = self.search.strip().lower()
         frame = self._samples
         if needle:
             hay = pl.concat_str(
@@ -258,39 +250,24 @@ class Explorer(ipywidgets.VBox):
                 separator=" ",
             ).str.to_lowercase()
             frame = frame.filter(hay.str.contains(needle, literal=True))
-        options = [
+        self._shown = [
             (f"{row['sample_id']} · {row['domain']} · {_preview(row['text'])}", row["sample_id"])
             for row in frame.iter_rows(named=True)
         ]
-        keep = [s for s in self.selected_samples if s in {o[1] for o in options}]
-        # Re-filtering is not a user's choice: it must not deselect the samples it hides.
-        self._refiltering = True
-        try:
-            self.table.options = options
-            self.table.value = tuple(keep)
-        finally:
-            self._refiltering = False
+        self._options = table_to_ipc(
+            {"sample_id": [s for _, s in self._shown], "label": [label for label, _ in self._shown]}
+        )
 
-    def _on_table(self, change: dict[str, Any]) -> None:
-        if self._refiltering:
-            return
-        # Selections outside the current search stay selected: merge rather than replace.
-        shown = {value for _, value in self.table.options}
-        hidden = [s for s in self.selected_samples if s not in shown]
-        self.selected_samples = hidden + list(change["new"])
-
-    @traitlets.observe("selected_samples")
-    def _on_selected(self, change: dict[str, Any]) -> None:
-        shown = {value for _, value in self.table.options}
-        wanted = tuple(s for s in change["new"] if s in shown)
-        if tuple(self.table.value) != wanted:
-            self.table.value = wanted
-
-    def _on_button(self, _button: ipywidgets.Button) -> None:
+    @traitlets.observe("_clicks")
+    def _on_button(self, change: dict[str, Any]) -> None:
         if self.running:
-            self._stop.set()
+            self.stop()
         else:
             self.trace()
+
+    def stop(self) -> None:
+        """Stop the running trace after the batch in flight (what was traced is kept)."""
+        self._stop.set()
 
     # -- tracing ------------------------------------------------------------------------------
 
@@ -300,36 +277,34 @@ class Explorer(ipywidgets.VBox):
         Returns the thread (join it to wait), or None when nothing could start; the reason is
         shown in the error area. Samples already traced at this checkpoint are not traced again.
         """
-        self.errors.outputs = ()  # not clear_output(), which captures kernel messages
+        self.errors = []
         if self.running:
             self._error("a trace is already running: wait for it or press Stop")
             return None
         label = self.checkpoint
-        if label is None or label not in self._checkpoints:
+        if label is None or label not in self._found:
             self._error("choose a checkpoint first: enter a checkpoint series as the source")
             return None
         if not self.selected_samples:
-            self._error("no samples selected: select samples in the table (search to find them)")
+            self._error("no samples selected: select samples in the list (search to find them)")
             return None
         key = self._key()
         assert key is not None
         done = self._traced(key)
         todo = [s for s in self.selected_samples if s not in done]
         if not todo:
-            self._status(f"all {len(self.selected_samples)} selected samples already traced")
+            self.status = f"all {len(self.selected_samples)} selected samples already traced"
             self._feed_views()
             return None
         samples = self._samples.filter(pl.col("sample_id").is_in(todo))
         self._stop.clear()
-        self.running = True
         with self.hold_sync():
-            self.progress.max = samples.height
-            self.progress.value = 0
-            self.progress.bar_style = ""
-            self.button.description, self.button.icon = "Stop", "stop"
-        self._status(f"tracing {samples.height} samples through {html.escape(label)}…")
-        thread = threading.Thread(
-            target=self._run, args=(self._checkpoints[label], key, samples), daemon=True
+            self.running = True
+            self.progress = [0, samples.height]
+            self.progress_style = ""
+            self.status = f"tracing {samples.height} samples through {html.escape(label)}…"
+        thread = _thread_class()(
+            target=self._run, args=(self._found[label], key, samples), daemon=True
         )
         self._thread = thread
         thread.start()
@@ -339,6 +314,15 @@ class Explorer(ipywidgets.VBox):
         """Block until the running trace (if any) finishes."""
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def _batched(self) -> contextlib.ExitStack:
+        """Hold the Explorer's and every view's messages until the block ends: one per widget."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.hold_sync())
+        for view in self.views:
+            if hasattr(view, "hold_sync"):
+                stack.enter_context(view.hold_sync())
+        return stack
 
     def _run(self, checkpoint: Any, key: tuple[str, str], samples: pl.DataFrame) -> None:
         from grokviz.tracing import iter_trace
@@ -359,25 +343,23 @@ class Explorer(ipywidgets.VBox):
                     chunk = (batch.losses, batch.routing, batch.token_routing)
                     self._parts.setdefault(key, []).append(chunk)
                 n = batch.n_done
-                # One message per batch: the bar and the views move together.
-                with self.hold_sync():
-                    self.progress.max = batch.n_total
-                    self.progress.value = batch.n_done
+                # The progress bar and the views move together: one message per widget per batch.
+                with self._batched():
+                    self.progress = [batch.n_done, batch.n_total]
                     self._feed_views()
                 if self._stop.is_set():
-                    self._status(f"stopped after {n} of {samples.height} samples")
+                    self.status = f"stopped after {n} of {samples.height} samples"
                     break
             else:
-                self.progress.bar_style = "success"
-                self._status(f"traced {n} samples through {html.escape(label)}")
+                with self.hold_sync():
+                    self.progress_style = "success"
+                    self.status = f"traced {n} samples through {html.escape(label)}"
         except Exception as exc:
             logger.exception("trace of %s failed", label)
-            self.progress.bar_style = "danger"
+            self.progress_style = "danger"
             self._error(f"tracing {label} failed after {n} samples: {type(exc).__name__}: {exc}")
         finally:
-            with self.hold_sync():
-                self.button.description, self.button.icon = "Trace", "play"
-                self.running = False
+            self.running = False
 
     # -- output -------------------------------------------------------------------------------
 
@@ -398,6 +380,23 @@ class Explorer(ipywidgets.VBox):
         key = self._key()
         routing = self.current_routing()
         tokens = self._table(2, "TOKEN_ROUTING", key) if routing.height else None
+        if self._lasting:
+            try:
+                for view in self.views:
+                    if routing.height:
+                        assert tokens is not None
+                        view.update(
+                            routing,
+                            samples=self._samples,
+                            token_routing=tokens if tokens.height else None,
+                        )
+                    else:
+                        view.clear()
+            except Exception as exc:
+                logger.exception("updating the views failed")
+                self._error(f"cannot draw the traced samples: {type(exc).__name__}: {exc}")
+            self._views_key = key
+            return
         if (
             routing.height
             and self.views
@@ -416,7 +415,7 @@ class Explorer(ipywidgets.VBox):
                 logger.exception("updating the views failed")
                 self._error(f"cannot draw the traced samples: {type(exc).__name__}: {exc}")
             return
-        views: list[ipywidgets.DOMWidget] = []
+        views: list[Any] = []
         if tokens is not None:
             try:
                 views = list(self._make_views(routing, tokens, self._samples))
@@ -424,6 +423,15 @@ class Explorer(ipywidgets.VBox):
                 logger.exception("building the views failed")
                 self._error(f"cannot draw the traced samples: {type(exc).__name__}: {exc}")
         old = self.views
+        self._show(views)
+        self._views_key = key if views else None
+        for view in old:
+            if "selected_pair" in view.traits():
+                view.unobserve(self._on_pair, names="selected_pair")
+            view.close()
+
+    def _show(self, views: list[Any]) -> None:
+        """Show ``views`` (linking their selections to the Explorer's) instead of the old ones."""
         for link in self._links:
             link.unlink()
         self._links.clear()
@@ -436,59 +444,59 @@ class Explorer(ipywidgets.VBox):
             if "selected_pair" in traits:
                 view.observe(self._on_pair, names="selected_pair")
         self.views = views
-        self._views_key = key if views else None
-        self._view_box.children = views or [self._placeholder]
-        for view in old:
-            if "selected_pair" in view.traits():
-                view.unobserve(self._on_pair, names="selected_pair")
-            view.close()
+        self._views = [
+            f"{_REF}{view.model_id}" for view in views if getattr(view, "model_id", None)
+        ]
+
+    def _export_children(self) -> list[Any]:
+        return list(self.views)
 
     def _on_pair(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self.selected_samples = list(change["new"])
 
-    def _status(self, text: str) -> None:
-        self.status.value = f"<span>{text}</span>"
-
     def _error(self, message: str) -> None:
-        """Show ``message`` in red under the controls (thread-safe: no output capture)."""
-        shown = html.escape(message)
-        self.errors.outputs = (
-            *self.errors.outputs,
-            {
-                "output_type": "display_data",
-                "data": {
-                    "text/plain": message,
-                    "text/html": f'<pre style="color:#c62828;white-space:pre-wrap">{shown}</pre>',
-                },
-                "metadata": {},
-            },
-        )
+        """Show ``message`` in red under the controls."""
+        self.errors = [*self.errors, message]
 
-    @property
-    def messages(self) -> list[str]:
-        """The error messages shown now, oldest first."""
-        return [str(o["data"]["text/plain"]) for o in self.errors.outputs if "data" in o]
+
+def empty_views(samples: pl.DataFrame) -> list[Any]:
+    """The Explorer's own views before anything is traced: an empty diagram and matrix.
+
+    They share one palette (from every domain of ``samples``) and fit the Explorer's width.
+    """
+    from grokviz.widgets.palette import Palette
+    from grokviz.widgets.pathway_diagram import PathwayDiagram
+    from grokviz.widgets.similarity_matrix import SimilarityMatrix
+
+    palette = Palette.from_samples(samples) if samples.height else None
+    return [
+        PathwayDiagram.empty(samples=samples, palette=palette),
+        SimilarityMatrix.empty(samples=samples, palette=palette),
+    ]
 
 
 def default_views(
     routing: pl.DataFrame, token_routing: pl.DataFrame, samples: pl.DataFrame
-) -> list[ipywidgets.DOMWidget]:
+) -> list[Any]:
     """A ``PathwayDiagram`` and a ``SimilarityMatrix`` of one checkpoint's traced samples.
+
+    Both fit the Explorer's width; they share one palette (from every domain of ``samples``).
 
     Examples
     --------
     >>> diagram, matrix = default_views(routing, token_routing, samples)  # doctest: +SKIP
     """
+    from grokviz.widgets.palette import Palette
     from grokviz.widgets.pathway_diagram import PathwayDiagram
     from grokviz.widgets.similarity_matrix import SimilarityMatrix
 
+    palette = Palette.from_samples(samples) if samples.height else None
     diagram = PathwayDiagram(
         routing,
         samples=samples,
         token_routing=token_routing if token_routing.height else None,
-        width=560,
-        height=400,
+        palette=palette,
     )
-    matrix = SimilarityMatrix(routing=routing, samples=samples, size=340)
+    matrix = SimilarityMatrix(routing=routing, samples=samples, palette=palette, size=None)
     return [diagram, matrix]

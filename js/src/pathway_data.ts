@@ -1,21 +1,40 @@
 // PathwayDiagram data: the widget's tables decoded into per-checkpoint pathways, and what the view
-// derives from them lazily (node masses, edge bundles, per-gap edges and hover indexes), cached per
-// checkpoint so scrubbing back and forth recomputes nothing.
-import { decodeTable, numeric, text, type Binary } from "./arrow";
+// derives from them lazily (route shares, expert loads, how concentrated each group's routes are,
+// per-gap edges and hover indexes), cached per checkpoint so scrubbing back and forth recomputes
+// nothing. No drawing here (diagram_scene.ts) and no DOM (pathway_diagram.ts).
+import { decodeTable, numeric, text } from "./arrow";
 import type { RouteStep } from "./diagram_scene";
-import { buildSnapshots, gapEdges, gapIndex, nodeMass, type GapEdges, type GapIndex, type Snapshot } from "./pathways";
-import type { ModelLike } from "./view";
+import type { DiagramModel } from "./models";
+import {
+  buildSnapshots,
+  effectiveExperts,
+  gapEdges,
+  gapIndex,
+  groupLoads,
+  shares,
+  totalLoad,
+  type GapEdges,
+  type GapIndex,
+  type Snapshot,
+} from "./pathways";
 
 /** What the view computes from one checkpoint's pathways, on first use. */
 export interface Derived {
-  mass: Float32Array;
+  /** Share of all samples using each (layer, expert): `[l * K + e]`. */
+  load: Float32Array;
+  /** Per group: `[(g * L + l) * K + e]`. */
+  groupLoad: Float32Array | null;
+  /** Route shares per group: `[(g * (L-1) + l) * K * K + from * K + to]`. */
   flow: Float32Array | null;
+  /** Effective number of experts per group and layer: `[g * L + l]`. */
+  spread: Float32Array | null;
   gaps: Map<number, GapEdges>;
   index: Map<number, GapIndex>;
 }
 
 export interface Data {
   sampleIds: string[];
+  /** Group names in legend (palette) order; `groupOf[s]` indexes into it. */
   groupNames: string[];
   groupOf: Uint16Array;
   nLayers: number;
@@ -26,31 +45,25 @@ export interface Data {
   routes: Map<number, RouteStep[]>;
 }
 
-/** Decode the widget's Arrow tables into pathways per checkpoint, groups and token routes. */
-export function loadData(model: ModelLike): Data {
-  const samples = decodeTable(model.get("_samples") as Binary);
+/**
+ * Decode the widget's Arrow tables into pathways per checkpoint, groups and token routes. Groups
+ * are numbered in `order` (the palette's legend order), so drawing and legends agree.
+ */
+export function loadData(model: DiagramModel, order: (groups: Iterable<string>) => string[]): Data {
+  const samples = decodeTable(model.get("_samples"));
   const sampleIds = text(samples.columns, "sample_id");
   const groups = text(samples.columns, "group");
-  const groupNames: string[] = [];
-  const groupIndex = new Map<string, number>();
+  const groupNames = order(groups.length ? groups : [""]);
+  const groupIndex = new Map(groupNames.map((g, i) => [g, i]));
   const groupOf = new Uint16Array(sampleIds.length);
-  for (let s = 0; s < sampleIds.length; s++) {
-    const name = groups[s] ?? "";
-    let g = groupIndex.get(name);
-    if (g == null) {
-      g = groupNames.length;
-      groupIndex.set(name, g);
-      groupNames.push(name);
-    }
-    groupOf[s] = g;
-  }
+  for (let s = 0; s < sampleIds.length; s++) groupOf[s] = groupIndex.get(groups[s] ?? "") ?? 0;
   const nLayers = Number(model.get("_n_layers") ?? 0);
   const nExperts = Number(model.get("_n_experts") ?? 0);
-  const paths = decodeTable(model.get("_paths") as Binary);
+  const paths = decodeTable(model.get("_paths"));
   const snapshots = buildSnapshots(paths.columns, paths.length, sampleIds.length, nLayers);
-  const tok = decodeTable(model.get("_tokens") as Binary);
+  const tok = decodeTable(model.get("_tokens"));
   const tokens = { index: Array.from(numeric(tok.columns, "token_index")), text: text(tok.columns, "token") };
-  const rt = decodeTable(model.get("_token_routes") as Binary);
+  const rt = decodeTable(model.get("_token_routes"));
   const routes = new Map<number, RouteStep[]>();
   const ti = numeric(rt.columns, "token_index");
   const tl = numeric(rt.columns, "layer");
@@ -70,10 +83,41 @@ export function derived(data: Data, c: number): Derived | null {
   if (snap == null) return null;
   let d = data.derived.get(c);
   if (d == null) {
-    d = { mass: nodeMass(snap, data.nExperts), flow: null, gaps: new Map(), index: new Map() };
+    d = { load: totalLoad(snap, data.nExperts), groupLoad: null, flow: null, spread: null, gaps: new Map(), index: new Map() };
     data.derived.set(c, d);
   }
   return d;
+}
+
+function groupCount(data: Data): number {
+  return Math.max(1, data.groupNames.length);
+}
+
+/** Route shares of checkpoint c (computed once). */
+export function flowOf(data: Data, c: number): Float32Array | null {
+  const d = derived(data, c);
+  const snap = data.snapshots.get(c);
+  if (d == null || snap == null) return null;
+  d.flow ??= shares(snap, data.groupOf, groupCount(data), data.nExperts);
+  return d.flow;
+}
+
+/** Per-group expert loads of checkpoint c (computed once). */
+export function groupLoadOf(data: Data, c: number): Float32Array | null {
+  const d = derived(data, c);
+  const snap = data.snapshots.get(c);
+  if (d == null || snap == null) return null;
+  d.groupLoad ??= groupLoads(snap, data.groupOf, groupCount(data), data.nExperts);
+  return d.groupLoad;
+}
+
+/** Effective number of experts per group and layer at checkpoint c (computed once). */
+export function spreadOf(data: Data, c: number): Float32Array | null {
+  const d = derived(data, c);
+  const load = groupLoadOf(data, c);
+  if (d == null || load == null) return null;
+  d.spread ??= effectiveExperts(load, groupCount(data), data.nLayers, data.nExperts);
+  return d.spread;
 }
 
 /** Every sample's edges between layers l and l+1 of checkpoint c (per-sample drawing). */

@@ -190,24 +190,26 @@ export function edgeCount(snap: Snapshot): number {
 }
 
 /**
- * Edge bundles: flow[(g * (L-1) + l) * K * K + from * K + to] is the mean over group g's samples of
- * the edge weight. Drawing these instead of one polyline per sample keeps thousands of samples fast.
- * Reads the pathways directly, without materialising every sample's edges.
+ * Route shares: flow[(g * (L-1) + l) * K * K + from * K + to] is the share of group g's samples
+ * whose pathway has expert `from` at layer l and expert `to` at layer l + 1. These are the
+ * diagram's bundles: a route every sample of a group takes has share 1, and a group whose samples
+ * scatter over many routes has many small shares. Reads the pathways directly, without
+ * materialising every sample's edges.
  */
-export function aggregate(
+export function shares(
   snap: Snapshot,
   groupOf: ArrayLike<number>,
   nGroups: number,
   nExperts: number,
+  only?: ArrayLike<number>,
 ): Float32Array {
   const kk = nExperts * nExperts;
   const L = snap.nLayers;
   const nGaps = Math.max(0, L - 1);
   const flow = new Float32Array(nGroups * nGaps * kk);
-  const size = new Float64Array(nGroups);
-  for (let s = 0; s < snap.nSamples; s++) size[groupOf[s]]++;
-  const { start, expert, weight } = snap;
-  for (let s = 0; s < snap.nSamples; s++) {
+  const size = groupSizes(groupOf, nGroups, snap.nSamples);
+  const { start, expert } = snap;
+  const visit = (s: number) => {
     const g = groupOf[s];
     const inv = 1 / size[g];
     for (let l = 0; l < nGaps; l++) {
@@ -217,27 +219,98 @@ export function aggregate(
       const j1 = start[c + 2];
       for (let i = start[c]; i < start[c + 1]; i++) {
         const row = base + expert[i] * nExperts;
-        const wi = weight[i] * inv;
-        for (let j = j0; j < j1; j++) flow[row + expert[j]] += wi * weight[j];
+        for (let j = j0; j < j1; j++) flow[row + expert[j]] += inv;
       }
     }
-  }
+  };
+  if (only != null) for (let k = 0; k < only.length; k++) visit(only[k]);
+  else for (let s = 0; s < snap.nSamples; s++) visit(s);
   return flow;
 }
 
-/** Mean routing weight of every (layer, expert) over all samples: node sizes. */
-export function nodeMass(snap: Snapshot, nExperts: number): Float32Array {
-  const mass = new Float32Array(snap.nLayers * nExperts);
-  const inv = snap.nSamples > 0 ? 1 / snap.nSamples : 0;
+export function groupSizes(groupOf: ArrayLike<number>, nGroups: number, nSamples: number): Float64Array {
+  const size = new Float64Array(nGroups);
+  for (let s = 0; s < nSamples; s++) size[groupOf[s]]++;
+  return size;
+}
+
+/**
+ * Expert loads: load[(g * L + l) * K + e] is the share of group g's samples whose pathway uses
+ * expert e at layer l (a sample with several experts there counts once for each).
+ */
+export function groupLoads(snap: Snapshot, groupOf: ArrayLike<number>, nGroups: number, nExperts: number): Float32Array {
+  const L = snap.nLayers;
+  const load = new Float32Array(nGroups * L * nExperts);
+  const size = groupSizes(groupOf, nGroups, snap.nSamples);
   for (let s = 0; s < snap.nSamples; s++) {
-    for (let l = 0; l < snap.nLayers; l++) {
-      const c = s * snap.nLayers + l;
-      for (let i = snap.start[c]; i < snap.start[c + 1]; i++) {
-        mass[l * nExperts + snap.expert[i]] += snap.weight[i] * inv;
-      }
+    const g = groupOf[s];
+    const inv = 1 / size[g];
+    for (let l = 0; l < L; l++) {
+      const c = s * L + l;
+      const base = (g * L + l) * nExperts;
+      for (let i = snap.start[c]; i < snap.start[c + 1]; i++) load[base + snap.expert[i]] += inv;
     }
   }
-  return mass;
+  return load;
+}
+
+/** Share of all samples using each (layer, expert): `load[l * K + e]`, the experts' sizes. */
+export function totalLoad(snap: Snapshot, nExperts: number): Float32Array {
+  const L = snap.nLayers;
+  const load = new Float32Array(L * nExperts);
+  const inv = snap.nSamples > 0 ? 1 / snap.nSamples : 0;
+  for (let s = 0; s < snap.nSamples; s++) {
+    for (let l = 0; l < L; l++) {
+      const c = s * L + l;
+      for (let i = snap.start[c]; i < snap.start[c + 1]; i++) load[l * nExperts + snap.expert[i]] += inv;
+    }
+  }
+  return load;
+}
+
+/**
+ * How concentrated each group's routes are, per layer: the effective number of experts its
+ * samples use there, exp(entropy) of the group's load shares. It is the pathway size (k) when
+ * every sample of the group uses the same experts, and grows to K as they scatter uniformly.
+ * Returns `[g * L + l]`; NaN for a group without samples.
+ */
+export function effectiveExperts(load: Float32Array, nGroups: number, nLayers: number, nExperts: number): Float32Array {
+  const out = new Float32Array(nGroups * nLayers);
+  for (let g = 0; g < nGroups; g++) {
+    for (let l = 0; l < nLayers; l++) {
+      const base = (g * nLayers + l) * nExperts;
+      let total = 0;
+      for (let e = 0; e < nExperts; e++) total += load[base + e];
+      if (!(total > 0)) {
+        out[g * nLayers + l] = NaN;
+        continue;
+      }
+      let h = 0;
+      for (let e = 0; e < nExperts; e++) {
+        const p = load[base + e] / total;
+        if (p > 0) h -= p * Math.log(p);
+      }
+      out[g * nLayers + l] = Math.exp(h);
+    }
+  }
+  return out;
+}
+
+/** Samples whose pathway uses expert `e` at layer `l` (and, given `to`, expert `to` at l + 1). */
+export function samplesThrough(snap: Snapshot, l: number, e: number, to?: number): Uint32Array {
+  const out: number[] = [];
+  const L = snap.nLayers;
+  for (let s = 0; s < snap.nSamples; s++) {
+    const c = s * L + l;
+    let hit = false;
+    for (let i = snap.start[c]; i < snap.start[c + 1]; i++) if (snap.expert[i] === e) hit = true;
+    if (hit && to != null) {
+      hit = false;
+      for (let j = snap.start[c + 1]; j < snap.start[c + 2]; j++) if (snap.expert[j] === to) hit = true;
+    }
+    if (hit) out.push(s);
+  }
+  return Uint32Array.from(out);
 }
 
 /** Linear interpolation of two equally long arrays: (1 - t)·a + t·b, written into `out`. */

@@ -1,290 +1,336 @@
-// SimilarityMatrix view. Python side: grokviz/widgets/similarity_matrix.py (trait names mirror it).
+// SimilarityMatrix view. Python side: grokviz/widgets/similarity_matrix.py (traits: models.ts).
 //
-// The pairwise pathway-distance matrix arrives as raw little-endian numbers (already in display
-// order) and becomes one ImageData through a colour LUT; the canvas scales it to the view. Hover
-// redraws only the overlay. Clicking a cell selects the pair and shows both pathways aligned by
-// the edit-distance traceback, substitutions, insertions and deletions in distinct colours.
+// The pairwise pathway-distance matrices of the loaded checkpoints arrive as raw little-endian
+// numbers (already in display order). The shown window is painted at the canvas's device
+// resolution, each device pixel taking the colour of the cell `cellAt` maps it to, and the pointer
+// is hit-tested through the same function, so hover, click and drawing agree however small the
+// cells are. With more samples than pixels the default shows group means (one block per pair of
+// groups); a click on a block, or the mouse wheel, zooms in to the samples. The colour range is
+// fixed across checkpoints by default (Python sends it). Clicking a cell selects the pair and
+// shows both pathways aligned by the edit-distance traceback, with a key for the edit kinds.
 import { align, type Op } from "./align";
-import { decodeArray, decodeTable, text, type Binary, type DType } from "./arrow";
-import { categorical, lut, unpack } from "./color";
-import { buildSnapshots, sequence, type Snapshot } from "./pathways";
-import { emptyScene, renderCanvas, type Scene } from "./scene";
+import { pathwayRule } from "./describe";
+import { lut, unpack } from "./color";
+import { framed } from "./frame";
+import { blockMeans, cellAt, loadMatrixData, pixelOf, paintWindow, type Matrix, type MatrixData, type Window } from "./matrix_data";
+import type { MatrixModel } from "./models";
+import { sequence } from "./pathways";
+import { emptyScene, renderCanvas, textWidth, type Scene } from "./scene";
 import {
   coalesce,
   Disposer,
-  Layer,
   download,
   element,
   hideTooltip,
+  Layer,
   now,
   shell,
   showTooltip,
+  stamp,
   toPng,
   toSvgUrl,
-  type ModelLike,
+  type LegendItem,
 } from "./view";
 
-const BAND = 8; // group colour band along the top and left edges
-const MARGIN = { left: BAND + 4, top: BAND + 4, right: 70, bottom: 4 };
+const BAND = 10; // group colour band along the top and left edges
+export const MARGIN = { left: BAND + 6, top: BAND + 20, right: 168, bottom: 8 };
 const SEPARATOR = -1;
+const SMALL_FONT = "11px system-ui, -apple-system, 'Segoe UI', sans-serif";
 
-export interface Matrix {
-  n: number;
-  values: ArrayLike<number>;
-  lo: number;
-  hi: number;
-}
-
-export function readMatrix(value: Binary, dtype: DType, n: number): Matrix {
-  const values = decodeArray(value, dtype);
-  if (values.length !== n * n) {
-    throw new Error(`grokviz: the distance matrix has ${values.length} values, expected ${n}×${n}`);
-  }
-  // The colour range leaves out the diagonal: its zeros would squash the contrast between pairs
-  // (the paper's distances lie around 480-690).
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const row = i * n;
-    for (let j = 0; j < n; j++) {
-      if (i === j && n > 1) continue;
-      const v = values[row + j];
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-  }
-  return { n, values, lo: Number.isFinite(lo) ? lo : 0, hi: Number.isFinite(hi) ? hi : 0 };
-}
-
-/** Fill an n×n RGBA pixel buffer (as Uint32) from the matrix through the LUT. */
-export function paint(matrix: Matrix, table: Uint32Array, out?: Uint32Array): Uint32Array {
-  const { n, values, lo, hi } = matrix;
-  const pixels = out ?? new Uint32Array(n * n);
-  const size = table.length;
-  const scale = hi > lo ? size / (hi - lo) : 0;
-  const last = size - 1;
-  for (let k = 0; k < n * n; k++) {
-    let i = ((values[k] - lo) * scale) | 0;
-    if (i > last) i = last;
-    else if (i < 0) i = 0;
-    pixels[k] = table[i];
-  }
-  return pixels;
-}
-
-/** Positions where consecutive samples change group: the group boundaries to draw. */
-export function boundaries(groups: string[]): number[] {
-  const out: number[] = [];
-  for (let i = 1; i < groups.length; i++) if (groups[i] !== groups[i - 1]) out.push(i);
-  return out;
-}
-
-interface Data {
-  ids: string[];
-  groups: string[];
-  groupNames: string[];
-  matrix: Matrix;
-  snapshot: Snapshot | null;
-  image: HTMLCanvasElement;
-}
-
-function loadData(model: ModelLike, table: Uint32Array): Data {
-  const samples = decodeTable(model.get("_samples") as Binary);
-  const ids = text(samples.columns, "sample_id");
-  const groups = text(samples.columns, "group");
-  const groupNames = [...new Set(groups)];
-  const n = Number(model.get("_n") ?? ids.length);
-  const matrix = readMatrix(model.get("_matrix") as Binary, String(model.get("_dtype") ?? "float32") as DType, n);
-  const paths = decodeTable(model.get("_paths") as Binary);
-  const nLayers = Number(model.get("_n_layers") ?? 0);
-  const snaps = buildSnapshots(paths.columns, paths.length, n, nLayers);
-  const snapshot = snaps.size > 0 ? [...snaps.values()][0] : null;
-  const image = document.createElement("canvas");
-  image.width = Math.max(1, n);
-  image.height = Math.max(1, n);
-  if (n > 0) {
-    const ctx = image.getContext("2d") as CanvasRenderingContext2D;
-    const img = ctx.createImageData(n, n);
-    paint(matrix, table, new Uint32Array(img.data.buffer));
-    ctx.putImageData(img, 0, 0);
-  }
-  return { ids, groups, groupNames, matrix, snapshot, image };
-}
-
-export function render({ model, el }: { model: ModelLike; el: HTMLElement }): () => void {
+export function render({ model, el }: { model: MatrixModel; el: HTMLElement }): () => void {
+  const started = now();
   const disposer = new Disposer();
   const table = lut();
   const base = new Layer("matrix-base");
   const overlay = new Layer("matrix-overlay", true);
-  let data: Data;
+  let data: MatrixData = loadMatrixData(model);
   let scene: Scene | null = null;
-  let overlayScene: Scene | null = null;
   let hover: [number, number] | null = null;
   let firstDraw = true;
-  let cell = 1;
-  const started = now();
-  data = loadData(model, table);
+  let side = 0;
+  let D = 0; // device pixels per side of the heatmap
+  let win: Window = { r0: 0, r1: data.n, c0: 0, c1: data.n };
+  let image: HTMLCanvasElement | null = null;
+  let drag: { x: number; y: number; win: Window; moved: boolean } | null = null;
   const decodeMs = now() - started;
 
   const ui = shell(el, model, disposer, {
     testid: "grokviz-similarity-matrix",
     onExport,
-    onTheme: () => draw(),
+    onTheme: () => {
+      updateLegend();
+      draw();
+    },
+    onResize: () => draw(),
   });
-  const legend = element("div", { class: "grokviz-legend", "data-testid": "group-legend" });
-  ui.toolbar.prepend(legend);
   ui.stage.append(base.canvas, overlay.canvas);
+  const displayButton = element("button", { class: "grokviz-button", "data-testid": "matrix-display" });
+  const resetButton = element("button", { class: "grokviz-button", "data-testid": "matrix-reset", title: "Show every sample again" }, "reset zoom");
+  ui.controls.append(displayButton, resetButton);
   const pair = element("div", { class: "grokviz-pair", "data-testid": "pair-alignment" });
   ui.root.append(pair);
 
-  function side(): number {
-    return Number(model.get("size") ?? 520) || 520;
+  const names = (): string[] => model.get("checkpoints") ?? [];
+  const checkpointIndex = (): number => {
+    const i = names().indexOf(model.get("checkpoint") ?? "");
+    return i < 0 ? [...data.matrices.keys()][0] ?? 0 : i;
+  };
+  const matrix = (): Matrix | null => data.matrices.get(checkpointIndex()) ?? [...data.matrices.values()][0] ?? null;
+  const zoomed = (): boolean => win.r0 > 0 || win.c0 > 0 || win.r1 < data.n || win.c1 < data.n;
+
+  function groupMode(): boolean {
+    const setting = model.get("display") ?? "auto";
+    if (data.runs.length < 2) return false;
+    if (setting === "groups") return !zoomed();
+    if (setting === "samples") return false;
+    // Auto: group means while a cell would be under one device pixel, samples once zoomed in.
+    return !zoomed() && data.n > D;
   }
 
-  function index(): Map<string, number> {
-    return new Map(data.ids.map((id, i) => [id, i]));
+  function blockIndex(): { of: Int32Array; mean: Float64Array; count: number; pairs: Float64Array } | null {
+    const m = matrix();
+    if (m == null) return null;
+    const of = new Int32Array(data.n);
+    data.runs.forEach((r, b) => of.fill(b, r.start, r.end));
+    const { mean, pairs } = blockMeans(m, data.runs);
+    return { of, mean, count: data.runs.length, pairs };
+  }
+  let blocksCache: { key: Matrix; value: ReturnType<typeof blockIndex> } | null = null;
+  function blockData(): ReturnType<typeof blockIndex> {
+    const m = matrix();
+    if (m == null) return null;
+    if (blocksCache?.key !== m) blocksCache = { key: m, value: blockIndex() };
+    return blocksCache.value;
+  }
+
+  function layout(): void {
+    const wanted = model.get("size");
+    const available = ui.width > 0 ? ui.width - MARGIN.left - MARGIN.right : 520;
+    side = wanted != null && wanted > 0 ? wanted : Math.max(220, Math.min(data.n === 0 ? 260 : 560, available));
+    base.resize(side + MARGIN.left + MARGIN.right, side + MARGIN.top + MARGIN.bottom);
+    overlay.resize(base.width, base.height);
+    D = Math.max(1, Math.round(side * base.dpr));
+    ui.root.dataset.matrix = JSON.stringify({ left: MARGIN.left, top: MARGIN.top, side, device: D, dpr: base.dpr, window: win });
+  }
+
+  /** The heatmap window painted at device resolution, as a canvas (screen and exports). */
+  function paintImage(): HTMLCanvasElement | null {
+    const m = matrix();
+    if (m == null || data.n === 0) return null;
+    const canvas = document.createElement("canvas");
+    canvas.width = D;
+    canvas.height = D;
+    const ctx = canvas.getContext("2d") as CanvasRenderingContext2D;
+    const img = ctx.createImageData(D, D);
+    const block = groupMode() ? blockData() ?? undefined : undefined;
+    paintWindow(m, table, win, D, new Uint32Array(img.data.buffer), block);
+    ctx.putImageData(img, 0, 0);
+    return canvas;
+  }
+
+  function rule(): string {
+    return pathwayRule(model.get("tau"), model.get("top_k"));
+  }
+
+  function updateTitle(): void {
+    const name = names()[checkpointIndex()] ?? "";
+    const m = matrix();
+    if (data.n === 0) {
+      ui.setTitle("Pathway distances", `${rule()} · nothing to compare yet`);
+      displayButton.style.display = "none";
+      resetButton.style.display = "none";
+      return;
+    }
+    const fixed = model.get("_range") != null;
+    ui.setTitle(
+      `Pathway distances at ${name || "the given matrix"}`,
+      `${rule()} · each cell: edit distance between two samples' pathways (lower = more shared)` +
+        (m ? ` · colours ${fixed ? "fixed across checkpoints" : "scaled to this checkpoint"}` : "") +
+        (groupMode() ? " · group means (click a block to zoom in)" : zoomed() ? " · zoomed (wheel: zoom, drag: pan)" : ""),
+    );
+    displayButton.textContent = groupMode() ? "samples" : "group means";
+    displayButton.title = groupMode() ? "Show every pair of samples" : "Show the mean distance of each pair of groups";
+    displayButton.style.display = data.runs.length > 1 ? "" : "none";
+    resetButton.style.display = zoomed() ? "" : "none";
   }
 
   function buildScene(): Scene {
     const theme = ui.theme;
-    const size = side();
-    const s = emptyScene(size + MARGIN.left + MARGIN.right, size + MARGIN.top + MARGIN.bottom, theme.background, theme.font);
-    const n = data.matrix.n;
-    cell = n > 0 ? size / n : 1;
-    s.pictures.push({
-      x: MARGIN.left,
-      y: MARGIN.top,
-      w: size,
-      h: size,
-      source: n > 0 ? data.image : null,
-      href: () => data.image.toDataURL("image/png"),
-    });
-    // Group bands and boundaries.
-    const colour = new Map(data.groupNames.map((g, k) => [g, categorical(k)]));
-    let startIdx = 0;
-    for (const end of [...boundaries(data.groups), n]) {
-      const fill = colour.get(data.groups[startIdx]) ?? theme.muted;
-      s.rects.push({ x: MARGIN.left + startIdx * cell, y: 0, w: (end - startIdx) * cell, h: BAND, fill });
-      s.rects.push({ x: 0, y: MARGIN.top + startIdx * cell, w: BAND, h: (end - startIdx) * cell, fill });
-      if (end < n && data.groupNames.length > 1) {
-        s.rects.push({ x: MARGIN.left + end * cell - 0.5, y: MARGIN.top, w: 1, h: size, fill: theme.background, alpha: 0.8 });
-        s.rects.push({ x: MARGIN.left, y: MARGIN.top + end * cell - 0.5, w: size, h: 1, fill: theme.background, alpha: 0.8 });
-      }
-      startIdx = end;
+    const s = emptyScene(base.width, base.height, theme.background, theme.font);
+    const m = matrix();
+    const img = image;
+    if (data.n === 0) {
+      s.rects.push({ x: MARGIN.left, y: MARGIN.top, w: side, h: side, fill: "none", stroke: theme.grid });
+      s.labels.push({ x: MARGIN.left + side / 2, y: MARGIN.top + side / 2, text: "nothing to compare yet: no samples traced", color: theme.muted, align: "center", baseline: "middle" });
+      return s;
     }
-    // Colour legend: a vertical ramp with the extreme values.
-    const lx = MARGIN.left + size + 16;
+    s.pictures.push({ x: MARGIN.left, y: MARGIN.top, w: side, h: side, source: null, href: () => img?.toDataURL("image/png") ?? "" });
+    const px = (i: number, w0: number, w1: number) => pixelOf(i, w0, w1, D) / base.dpr;
+    // Group bands (top: columns, left: rows), names over the top band where they fit.
+    for (const r of data.runs) {
+      const fill = ui.palette.color(r.group);
+      const c0 = Math.max(r.start, win.c0);
+      const c1 = Math.min(r.end, win.c1);
+      if (c1 > c0) {
+        const x0 = MARGIN.left + px(c0, win.c0, win.c1);
+        const x1 = MARGIN.left + px(c1, win.c0, win.c1);
+        s.rects.push({ x: x0, y: MARGIN.top - BAND - 4, w: Math.max(1, x1 - x0), h: BAND, fill });
+        const text = ui.palette.label(r.group);
+        if (data.runs.length > 1 && textWidth(text, SMALL_FONT) + 4 < x1 - x0) {
+          s.labels.push({ x: (x0 + x1) / 2, y: MARGIN.top - BAND - 7, text, color: theme.foreground, align: "center", baseline: "bottom", font: SMALL_FONT });
+        }
+        if (c0 > win.c0 && data.runs.length > 1) s.rects.push({ x: x0 - 0.5, y: MARGIN.top, w: 1, h: side, fill: theme.background, alpha: 0.85 });
+      }
+      const r0 = Math.max(r.start, win.r0);
+      const r1 = Math.min(r.end, win.r1);
+      if (r1 > r0) {
+        const y0 = MARGIN.top + px(r0, win.r0, win.r1);
+        const y1 = MARGIN.top + px(r1, win.r0, win.r1);
+        s.rects.push({ x: 0, y: y0, w: BAND, h: Math.max(1, y1 - y0), fill });
+        if (r0 > win.r0 && data.runs.length > 1) s.rects.push({ x: MARGIN.left, y: y0 - 0.5, w: side, h: 1, fill: theme.background, alpha: 0.85 });
+      }
+    }
+    // The colour bar: what a colour means, which way is "more shared", and the range.
+    const lx = MARGIN.left + side + 22;
     const steps = 64;
     for (let k = 0; k < steps; k++) {
       const [r, g, b] = unpack(table[Math.floor(((steps - 1 - k) / (steps - 1)) * (table.length - 1))]);
-      s.rects.push({ x: lx, y: MARGIN.top + (k * size) / steps, w: 12, h: size / steps + 0.5, fill: `rgb(${r},${g},${b})` });
+      s.rects.push({ x: lx, y: MARGIN.top + 28 + (k * (side - 28)) / steps, w: 14, h: (side - 28) / steps + 0.5, fill: `rgb(${r},${g},${b})` });
     }
-    const fmt = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(3));
-    s.labels.push({ x: lx + 16, y: MARGIN.top, text: fmt(data.matrix.hi), color: theme.foreground, baseline: "top" });
-    s.labels.push({ x: lx + 16, y: MARGIN.top + size, text: fmt(data.matrix.lo), color: theme.foreground, baseline: "bottom" });
+    s.labels.push({ x: lx - 4, y: MARGIN.top, text: "edit distance", color: theme.foreground, baseline: "top", font: "600 11px system-ui, sans-serif" });
+    s.labels.push({ x: lx - 4, y: MARGIN.top + 13, text: "lower = more shared", color: theme.muted, baseline: "top", font: SMALL_FONT });
+    if (m != null) {
+      const fmt = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(2));
+      const top = MARGIN.top + 28;
+      const bottom = MARGIN.top + side;
+      s.labels.push({ x: lx + 20, y: top, text: `${fmt(m.hi)} (more distinct)`, color: theme.foreground, baseline: "top", font: SMALL_FONT });
+      s.labels.push({ x: lx + 20, y: (top + bottom) / 2, text: fmt((m.lo + m.hi) / 2), color: theme.foreground, baseline: "middle", font: SMALL_FONT });
+      s.labels.push({ x: lx + 20, y: bottom, text: `${fmt(m.lo)} (shared)`, color: theme.foreground, baseline: "bottom", font: SMALL_FONT });
+    }
     return s;
+  }
+
+  function markCell(s: Scene, i: number, j: number, color: string, rowCol: boolean): void {
+    const x0 = MARGIN.left + pixelOf(j, win.c0, win.c1, D) / base.dpr;
+    const x1 = MARGIN.left + pixelOf(j + 1, win.c0, win.c1, D) / base.dpr;
+    const y0 = MARGIN.top + pixelOf(i, win.r0, win.r1, D) / base.dpr;
+    const y1 = MARGIN.top + pixelOf(i + 1, win.r0, win.r1, D) / base.dpr;
+    if (rowCol) {
+      s.rects.push({ x: MARGIN.left, y: y0, w: side, h: Math.max(1, y1 - y0), fill: ui.theme.foreground, alpha: 0.12 });
+      s.rects.push({ x: x0, y: MARGIN.top, w: Math.max(1, x1 - x0), h: side, fill: ui.theme.foreground, alpha: 0.12 });
+    }
+    const cx = (x0 + x1) / 2;
+    const cy = (y0 + y1) / 2;
+    const w = Math.max(x1 - x0, y1 - y0, 4) + 3;
+    s.rects.push({ x: cx - w / 2, y: cy - w / 2, w, h: w, fill: "none", stroke: color });
   }
 
   function drawOverlay(): void {
     const t0 = now();
-    const theme = ui.theme;
-    const s = emptyScene(overlay.width, overlay.height, "transparent", theme.font);
-    const size = side();
-    const mark = (i: number, j: number, color: string) => {
-      const w = Math.max(cell, 3);
-      const x0 = MARGIN.left + j * cell + cell / 2 - w / 2;
-      const y0 = MARGIN.top + i * cell + cell / 2 - w / 2;
-      s.rects.push({ x: x0 - 1.5, y: y0 - 1.5, w: w + 3, h: 1.5, fill: color });
-      s.rects.push({ x: x0 - 1.5, y: y0 + w, w: w + 3, h: 1.5, fill: color });
-      s.rects.push({ x: x0 - 1.5, y: y0, w: 1.5, h: w, fill: color });
-      s.rects.push({ x: x0 + w, y: y0, w: 1.5, h: w, fill: color });
-    };
+    const s = emptyScene(overlay.width, overlay.height, "transparent", ui.theme.font);
     if (hover != null) {
       const [i, j] = hover;
-      s.rects.push({ x: MARGIN.left, y: MARGIN.top + i * cell, w: size, h: Math.max(1, cell), fill: theme.foreground, alpha: 0.12 });
-      s.rects.push({ x: MARGIN.left + j * cell, y: MARGIN.top, w: Math.max(1, cell), h: size, fill: theme.foreground, alpha: 0.12 });
-      mark(i, j, theme.foreground);
+      if (groupMode()) {
+        const bi = data.runs.findIndex((r) => i >= r.start && i < r.end);
+        const bj = data.runs.findIndex((r) => j >= r.start && j < r.end);
+        const a = data.runs[bi];
+        const b = data.runs[bj];
+        if (a && b) {
+          const x0 = MARGIN.left + pixelOf(b.start, win.c0, win.c1, D) / base.dpr;
+          const x1 = MARGIN.left + pixelOf(b.end, win.c0, win.c1, D) / base.dpr;
+          const y0 = MARGIN.top + pixelOf(a.start, win.r0, win.r1, D) / base.dpr;
+          const y1 = MARGIN.top + pixelOf(a.end, win.r0, win.r1, D) / base.dpr;
+          s.rects.push({ x: x0, y: y0, w: x1 - x0, h: y1 - y0, fill: "none", stroke: ui.theme.foreground });
+        }
+      } else markCell(s, i, j, ui.theme.foreground, true);
     }
     const sel = selectedIndices();
-    if (sel != null) mark(sel[0], sel[1], theme.accent);
+    if (sel != null && !groupMode()) markCell(s, sel[0], sel[1], ui.theme.accent, false);
     renderCanvas(overlay.ctx, s);
-    overlayScene = s;
-    const ms = now() - t0;
-    ui.root.dataset.hoverMs = ms.toFixed(2);
-    el.dataset.hoverMs = ms.toFixed(2);
+    stamp([ui.root, el], "hoverMs", now() - t0);
   }
 
   function selectedIndices(): [number, number] | null {
-    const ids = (model.get("selected_pair") as string[] | null) ?? [];
+    const ids = model.get("selected_pair") ?? [];
     if (ids.length !== 2) return null;
-    const idx = index();
-    const i = idx.get(ids[0]);
-    const j = idx.get(ids[1]);
-    return i == null || j == null ? null : [i, j];
+    const i = data.ids.indexOf(ids[0]);
+    const j = data.ids.indexOf(ids[1]);
+    return i < 0 || j < 0 ? null : [i, j];
   }
 
   function draw(extraMs = 0): void {
     const t0 = now();
-    const size = side();
-    const w = size + MARGIN.left + MARGIN.right;
-    const h = size + MARGIN.top + MARGIN.bottom;
-    if (base.width !== w || base.height !== h) {
-      base.resize(w, h);
-      overlay.resize(w, h);
-    }
+    layout();
+    image = paintImage();
     scene = buildScene();
     renderCanvas(base.ctx, scene);
+    if (image != null) {
+      // Device pixels straight onto the canvas: one image pixel per device pixel, no resampling.
+      const ctx = base.ctx;
+      ctx.save();
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(image, Math.round(MARGIN.left * base.dpr), Math.round(MARGIN.top * base.dpr));
+      ctx.restore();
+    }
     drawOverlay();
+    updateTitle();
     const ms = now() - t0 + extraMs;
-    ui.root.dataset.drawMs = ms.toFixed(2);
-    el.dataset.drawMs = ms.toFixed(2);
+    stamp([ui.root, el], "drawMs", ms);
     if (firstDraw) {
       firstDraw = false;
-      ui.root.dataset.renderMs = ms.toFixed(2);
-      el.dataset.renderMs = ms.toFixed(2);
+      stamp([ui.root, el], "renderMs", ms);
     }
+    ui.root.dataset.checkpoint = names()[checkpointIndex()] ?? "";
   }
 
   function updateLegend(): void {
-    const items = data.groupNames.length > 1 ? data.groupNames : [];
-    legend.replaceChildren(
-      ...items.map((name, g) => {
-        const item = element("span");
-        const sw = element("span", { class: "grokviz-swatch" });
-        sw.style.background = categorical(g);
-        item.append(sw, document.createTextNode(name || "(none)"));
-        return item;
-      }),
-    );
+    const groups = [...new Set(data.runs.map((r) => r.group))];
+    const items: LegendItem[] = groups.length > 1 ? ui.palette.order(groups).map((g) => ({ label: ui.palette.label(g), color: ui.palette.color(g), group: g })) : [];
+    ui.setLegend(items);
   }
 
   function updatePair(): void {
     const sel = selectedIndices();
-    if (sel == null) {
+    const m = matrix();
+    if (sel == null || m == null) {
       pair.replaceChildren();
       return;
     }
     const [i, j] = sel;
-    const value = data.matrix.values[i * data.matrix.n + j];
-    const header = element("div", {}, `${data.ids[i]} × ${data.ids[j]}: distance ${value}`);
-    if (data.snapshot == null) {
+    const value = m.values[i * m.n + j];
+    const header = element("div", { class: "grokviz-pair-head" }, `${data.ids[i]} × ${data.ids[j]} at ${names()[checkpointIndex()] ?? ""}: distance ${value}`);
+    const snap = data.snapshots.get(checkpointIndex()) ?? null;
+    if (snap == null) {
       pair.replaceChildren(header);
       return;
     }
-    const a = sequence(data.snapshot, i, SEPARATOR);
-    const b = sequence(data.snapshot, j, SEPARATOR);
+    const a = sequence(snap, i, SEPARATOR);
+    const b = sequence(snap, j, SEPARATOR);
     const result = align(a, b);
     const counts = { sub: 0, ins: 0, del: 0 };
     for (const op of result.ops) if (op.kind !== "match") counts[op.kind]++;
     header.textContent +=
-      ` (alignment: ${result.distance} = ${counts.sub} substitutions, ` +
-      `${counts.ins} insertions, ${counts.del} deletions)`;
-    const row = (which: "i" | "j", seq: Int32Array) => {
+      ` (alignment: ${result.distance} = ${counts.sub} substitutions, ` + `${counts.ins} insertions, ${counts.del} deletions)`;
+    const row = (which: "i" | "j", seq: Int32Array, id: string) => {
       const r = element("div", { class: "grokviz-row", "data-testid": `pair-row-${which === "i" ? "a" : "b"}` });
+      r.append(element("span", { class: "grokviz-row-label" }, id));
       for (const op of result.ops) r.append(cellFor(op, which, seq));
       return r;
     };
-    pair.replaceChildren(header, row("i", a), row("j", b));
+    const key = element("div", { class: "grokviz-pair-key", "data-testid": "alignment-key" });
+    for (const [kind, mark, text] of [
+      ["match", "4", "same expert"],
+      ["sub", "7", "substitution: another expert"],
+      ["ins", "2", "insertion: only in the second pathway"],
+      ["del", "5", "deletion: only in the first pathway"],
+    ] as const) {
+      const item = element("span", { class: "grokviz-key-item", "data-op": kind });
+      item.append(element("span", { class: `grokviz-cell op-${kind}` }, mark), document.createTextNode(text));
+      key.append(item);
+    }
+    key.append(element("span", { class: "grokviz-key-item" }, "| next layer · gap"));
+    pair.replaceChildren(header, row("i", a, data.ids[i]), row("j", b, data.ids[j]), key);
   }
 
   function cellFor(op: Op, which: "i" | "j", seq: Int32Array): HTMLSpanElement {
@@ -298,59 +344,155 @@ export function render({ model, el }: { model: ModelLike; el: HTMLElement }): ()
 
   function onExport(kind: "png" | "svg"): void {
     if (scene == null) return;
-    const name = `distances-${String(model.get("checkpoint") || "matrix")}`;
-    if (kind === "png") download(`${name}.png`, toPng(scene, overlay));
-    else download(`${name}.svg`, toSvgUrl(overlayScene ? [scene, overlayScene] : [scene]));
+    const body = emptyScene(scene.width, scene.height, scene.background, scene.font);
+    body.rects.push(...scene.rects);
+    body.labels.push(...scene.labels);
+    const img = image;
+    body.pictures.push({ x: MARGIN.left, y: MARGIN.top, w: side, h: side, source: img, href: () => img?.toDataURL("image/png") ?? "" });
+    const groups = [...new Set(data.runs.map((r) => r.group))];
+    const legend: LegendItem[] = groups.length > 1 ? ui.palette.order(groups).map((g) => ({ label: ui.palette.label(g), color: ui.palette.color(g) })) : [];
+    const picture = framed(body, { title: ui.title.textContent ?? "", subtitle: ui.subtitle.textContent ?? "", legend }, ui.theme);
+    const file = `distances-${names()[checkpointIndex()] || "matrix"}`;
+    if (kind === "png") download(`${file}.png`, toPng(picture));
+    else download(`${file}.svg`, toSvgUrl(picture));
   }
 
-  function cellAt(ev: PointerEvent | MouseEvent): [number, number] | null {
+  /** The cell under a pointer event, through the same mapping the painting used. */
+  function cellOf(ev: PointerEvent | MouseEvent | WheelEvent): [number, number] | null {
     const rect = overlay.canvas.getBoundingClientRect();
-    const px = ev.clientX - rect.left - MARGIN.left;
-    const py = ev.clientY - rect.top - MARGIN.top;
-    const n = data.matrix.n;
-    const i = Math.floor(py / cell);
-    const j = Math.floor(px / cell);
-    return i >= 0 && j >= 0 && i < n && j < n ? [i, j] : null;
+    const dx = (ev.clientX - rect.left) * base.dpr - Math.round(MARGIN.left * base.dpr);
+    const dy = (ev.clientY - rect.top) * base.dpr - Math.round(MARGIN.top * base.dpr);
+    const i = cellAt(dy, win.r0, win.r1, D);
+    const j = cellAt(dx, win.c0, win.c1, D);
+    return i < 0 || j < 0 ? null : [i, j];
+  }
+
+  function tooltip(ev: PointerEvent, at: [number, number]): void {
+    const [i, j] = at;
+    const rect = overlay.canvas.getBoundingClientRect();
+    const m = matrix();
+    if (m == null) return;
+    let lines: string[];
+    if (groupMode()) {
+      const bd = blockData();
+      const bi = data.runs.findIndex((r) => i >= r.start && i < r.end);
+      const bj = data.runs.findIndex((r) => j >= r.start && j < r.end);
+      const k = bi * data.runs.length + bj;
+      const mean = bd?.mean[k] ?? NaN;
+      lines = [
+        `${ui.palette.label(data.runs[bi].group)} × ${ui.palette.label(data.runs[bj].group)}`,
+        `mean distance ${Number.isNaN(mean) ? "–" : mean.toFixed(2)} over ${bd?.pairs[k] ?? 0} pairs`,
+        "click to zoom in",
+      ];
+    } else {
+      const v = m.values[i * m.n + j];
+      const groupsText = data.runs.length > 1 ? [`${ui.palette.label(data.groups[i])} × ${ui.palette.label(data.groups[j])}`] : [];
+      lines = [`${data.ids[i]} × ${data.ids[j]}`, ...groupsText, `distance ${Number.isInteger(v) ? v : v.toFixed(4)}`];
+    }
+    showTooltip(ui.tooltip, ev.clientX - rect.left, ev.clientY - rect.top, lines);
+  }
+
+  function zoomTo(next: Window): void {
+    const clampAxis = (a: number, b: number): [number, number] => {
+      const span = Math.max(1, Math.min(data.n, b - a));
+      const start = Math.max(0, Math.min(data.n - span, a));
+      return [start, start + span];
+    };
+    const [r0, r1] = clampAxis(next.r0, next.r1);
+    const [c0, c1] = clampAxis(next.c0, next.c1);
+    win = { r0, r1, c0, c1 };
+    draw();
   }
 
   disposer.listen(overlay.canvas, "pointermove", (ev) => {
-    const at = cellAt(ev);
+    if (drag != null) {
+      const rows = win.r1 - win.r0;
+      const cols = win.c1 - win.c0;
+      const dx = ((ev.clientX - drag.x) * base.dpr * cols) / D;
+      const dy = ((ev.clientY - drag.y) * base.dpr * rows) / D;
+      if (Math.abs(ev.clientX - drag.x) + Math.abs(ev.clientY - drag.y) > 3) drag.moved = true;
+      if (drag.moved && zoomed()) {
+        const w = drag.win;
+        zoomTo({ r0: Math.round(w.r0 - dy), r1: Math.round(w.r0 - dy) + (w.r1 - w.r0), c0: Math.round(w.c0 - dx), c1: Math.round(w.c0 - dx) + (w.c1 - w.c0) });
+        return;
+      }
+    }
+    const at = cellOf(ev);
     const changed = at?.[0] !== hover?.[0] || at?.[1] !== hover?.[1];
     hover = at;
     if (at == null) hideTooltip(ui.tooltip);
-    else {
-      const [i, j] = at;
-      const rect = overlay.canvas.getBoundingClientRect();
-      const v = data.matrix.values[i * data.matrix.n + j];
-      const groupsText = data.groupNames.length > 1 ? [`${data.groups[i]} × ${data.groups[j]}`] : [];
-      showTooltip(ui.tooltip, ev.clientX - rect.left, ev.clientY - rect.top, [
-        `${data.ids[i]} × ${data.ids[j]}`,
-        ...groupsText,
-        `distance ${Number.isInteger(v) ? v : v.toFixed(4)}`,
-      ]);
-    }
+    else tooltip(ev, at);
     if (changed) drawOverlay();
+  });
+  disposer.listen(overlay.canvas, "pointerdown", (ev) => {
+    drag = { x: ev.clientX, y: ev.clientY, win: { ...win }, moved: false };
+  });
+  disposer.listen(overlay.canvas, "pointerup", () => {
+    // The click handler runs next and reads whether this was a drag.
+    setTimeout(() => (drag = null), 0);
   });
   disposer.listen(overlay.canvas, "pointerleave", () => {
     hover = null;
+    drag = null;
     hideTooltip(ui.tooltip);
     drawOverlay();
   });
   disposer.listen(overlay.canvas, "click", (ev) => {
-    const at = cellAt(ev);
+    if (drag?.moved) return;
+    const at = cellOf(ev);
+    if (at != null && groupMode()) {
+      const a = data.runs.find((r) => at[0] >= r.start && at[0] < r.end);
+      const b = data.runs.find((r) => at[1] >= r.start && at[1] < r.end);
+      if (a && b) zoomTo({ r0: a.start, r1: a.end, c0: b.start, c1: b.end });
+      return;
+    }
     model.set("selected_pair", at == null ? [] : [data.ids[at[0]], data.ids[at[1]]]);
     model.save_changes();
+  });
+  disposer.listen(
+    overlay.canvas,
+    "wheel",
+    (ev) => {
+      const at = cellOf(ev);
+      if (at == null) return;
+      ev.preventDefault();
+      const f = ev.deltaY < 0 ? 1 / 1.5 : 1.5;
+      const rows = Math.max(2, Math.round((win.r1 - win.r0) * f));
+      const cols = Math.max(2, Math.round((win.c1 - win.c0) * f));
+      const fr = (at[0] - win.r0) / (win.r1 - win.r0);
+      const fc = (at[1] - win.c0) / (win.c1 - win.c0);
+      const r0 = Math.round(at[0] - fr * rows);
+      const c0 = Math.round(at[1] - fc * cols);
+      zoomTo({ r0, r1: r0 + rows, c0, c1: c0 + cols });
+    },
+    { passive: false },
+  );
+  disposer.listen(overlay.canvas, "dblclick", () => zoomTo({ r0: 0, r1: data.n, c0: 0, c1: data.n }));
+  disposer.listen(resetButton, "click", () => zoomTo({ r0: 0, r1: data.n, c0: 0, c1: data.n }));
+  disposer.listen(displayButton, "click", () => {
+    model.set("display", groupMode() ? "samples" : "groups");
+    model.save_changes();
+    if (zoomed()) win = { r0: 0, r1: data.n, c0: 0, c1: data.n };
+    draw();
   });
 
   const reload = coalesce(() => {
     const t0 = now();
-    data = loadData(model, table);
+    const n = data.n;
+    data = loadMatrixData(model);
+    blocksCache = null;
+    if (data.n !== n) win = { r0: 0, r1: data.n, c0: 0, c1: data.n };
     updateLegend();
     updatePair();
     draw(now() - t0);
   });
-  disposer.on(model, ["_matrix", "_dtype", "_n", "_samples", "_paths", "_n_layers"], reload);
-  disposer.on(model, ["size"], () => draw());
+  disposer.on(model, ["_matrices", "_loaded", "_dtype", "_n", "_samples", "_paths", "_n_layers", "_range"], reload);
+  disposer.on(model, ["size", "display", "tau", "top_k"], () => draw());
+  disposer.on(model, ["checkpoint"], () => {
+    blocksCache = null;
+    updatePair();
+    draw();
+  });
   disposer.on(model, ["selected_pair"], () => {
     updatePair();
     drawOverlay();

@@ -1,16 +1,19 @@
 import { describe, expect, it } from "vitest";
 import {
-  aggregate,
   bracket,
   buildSnapshots,
   ease,
   edgeCount,
+  effectiveExperts,
   entries,
   gapEdges,
   gapIndex,
+  groupLoads,
   mix,
-  nodeMass,
+  samplesThrough,
   sequence,
+  shares,
+  totalLoad,
 } from "../src/pathways";
 
 // Two checkpoints, three samples, three layers, four experts. pathway[c][s][l] = [[expert, weight], ...]
@@ -87,34 +90,50 @@ describe("pathway snapshots", () => {
     expect(edgeCount(snap)).toBe(5 + 2 + 2 + 1);
   });
 
-  it("aggregates bundles as the per-group mean of edge weights", () => {
+  it("counts route shares as the fraction of each group's samples taking the route", () => {
     const { columns, length } = rows(false);
     const snap = buildSnapshots(columns, length, 3, 3).get(0)!;
     const groupOf = [0, 0, 1];
     const K = 4;
-    const flow = aggregate(snap, groupOf, 2, K);
-    // Reference from the explicit edge lists.
+    const flow = shares(snap, groupOf, 2, K);
+    // Reference from the explicit edge lists: each sample counts once per (from, to) it uses.
     const want = new Float64Array(2 * 2 * K * K);
     for (let l = 0; l < 2; l++) {
       const g = gapEdges(snap, l);
       for (let k = 0; k < g.sample.length; k++) {
         const grp = groupOf[g.sample[k]];
         const n = groupOf.filter((x) => x === grp).length;
-        want[(grp * 2 + l) * K * K + g.from[k] * K + g.to[k]] += g.weight[k] / n;
+        want[(grp * 2 + l) * K * K + g.from[k] * K + g.to[k]] += 1 / n;
       }
     }
     Array.from(flow).forEach((v, i) => expect(v).toBeCloseTo(want[i], 6));
-    // Group 0, layer 0 -> 1, expert 2 -> 1: samples 0 (0.3·0.8) and 1 (0.9·0.5), mean over 2.
-    expect(flow[(0 * 2 + 0) * 16 + 2 * 4 + 1]).toBeCloseTo((0.24 + 0.45) / 2, 6);
+    // Group 0, layer 0 -> 1, expert 2 -> 1: both its samples take it; 0 -> 1: one of the two.
+    expect(flow[(0 * 2 + 0) * 16 + 2 * 4 + 1]).toBeCloseTo(1, 6);
+    expect(flow[(0 * 2 + 0) * 16 + 0 * 4 + 1]).toBeCloseTo(0.5, 6);
+    // Only some samples (a highlight): shares stay relative to the whole group.
+    const only = shares(snap, groupOf, 2, K, [1]);
+    expect(only[(0 * 2 + 0) * 16 + 2 * 4 + 1]).toBeCloseTo(0.5, 6);
+    expect(only[(0 * 2 + 0) * 16 + 0 * 4 + 1]).toBe(0);
   });
 
-  it("computes node mass as the mean weight per (layer, expert)", () => {
+  it("measures expert loads and how many experts a group spreads over", () => {
     const { columns, length } = rows(false);
     const snap = buildSnapshots(columns, length, 3, 3).get(1)!;
-    const mass = nodeMass(snap, 4);
-    expect(mass[0 * 4 + 0]).toBeCloseTo(1);
-    expect(mass[1 * 4 + 1]).toBeCloseTo((1 + 1 + 0.6) / 3);
-    expect(mass[1 * 4 + 2]).toBeCloseTo(0.4 / 3);
+    const total = totalLoad(snap, 4);
+    expect(total[0 * 4 + 0]).toBeCloseTo(1); // every sample at expert 0 of layer 0
+    expect(total[1 * 4 + 1]).toBeCloseTo(1);
+    expect(total[1 * 4 + 2]).toBeCloseTo(1 / 3);
+    const load = groupLoads(snap, [0, 0, 1], 2, 4);
+    const spread = effectiveExperts(load, 2, 3, 4);
+    // Group 0 takes one expert per layer: spread 1 everywhere. Group 1 splits layer 1 over two.
+    expect(Array.from(spread.subarray(0, 3))).toEqual([1, 1, 1]);
+    expect(spread[1 * 3 + 1]).toBeCloseTo(2, 6);
+    // Checkpoint 0 scatters more than checkpoint 1 in every layer, for the group of two.
+    const early = effectiveExperts(groupLoads(buildSnapshots(columns, length, 3, 3).get(0)!, [0, 0, 1], 2, 4), 2, 3, 4);
+    for (let l = 0; l < 3; l++) expect(early[l]).toBeGreaterThan(1);
+    expect(Array.from(samplesThrough(snap, 1, 2))).toEqual([2]);
+    expect(Array.from(samplesThrough(snap, 0, 0, 1))).toEqual([0, 1, 2]);
+    expect(Array.from(samplesThrough(snap, 1, 2, 0))).toEqual([]);
   });
 });
 

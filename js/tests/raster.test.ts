@@ -35,6 +35,11 @@ class FakeContext {
     const top = this.stack.pop();
     if (top != null) ({ alpha: this.globalAlpha, matrix: this.matrix } = top);
   }
+  lineJoin = "miter";
+  dash: number[] = [];
+  setLineDash(dash: number[]) {
+    this.dash = dash;
+  }
   beginPath() {
     this.calls.push(["beginPath"]);
   }

@@ -100,6 +100,17 @@ def test_requests_leaving_the_machine_are_caught(lab: Lab) -> None:
         "https://cdn.jsdelivr.net/npm/vega@5",
     ]
     lab.outside.clear()  # caught as intended: the fixture must not fail this test for them
+    lab.watched.errors.clear()  # nor for the console's "failed to load" errors they caused
+
+
+def test_console_errors_are_caught(lab: Lab) -> None:
+    lab.page.set_content("<p>a page that logs an error</p>")
+    lab.page.evaluate("() => console.error('something broke')")
+    lab.page.evaluate("() => setTimeout(() => { throw new Error('uncaught'); }, 0)")
+    lab.page.wait_for_timeout(200)
+    assert lab.watched.errors[0] == "error: something broke"
+    assert any("uncaught" in e for e in lab.watched.errors[1:])
+    lab.watched.errors.clear()
 
 
 def test_lab_server_fetches_no_news_and_checks_no_updates(lab_server: LabServer) -> None:

@@ -19,6 +19,7 @@ Training is deterministic for a seed and thread count: seeded initialisation and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -228,7 +229,13 @@ def config_samples(config: ToyConfig) -> tuple[Any, Any]:
     return samples, encode(samples, p=config.p, operations=config.operations, layout=config.layout)
 
 
-def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRun:
+def train(
+    config: ToyConfig,
+    out: str | Path,
+    *,
+    progress: bool = True,
+    on_step: Callable[[Any, int], Any] | None = None,
+) -> ToyRun:
     """Train the toy run ``config`` and write its checkpoints and tables under ``out``.
 
     Parameters
@@ -239,6 +246,9 @@ def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRu
         Output folder (created; existing checkpoints of the same steps are replaced).
     progress
         Show a progress bar with the current per-split accuracy.
+    on_step
+        ``on_step(model, step)`` after each optimizer step (and with step 0 before the first),
+        e.g. a training monitor: ``train(config, out, on_step=monitor.observe)``.
 
     Returns
     -------
@@ -275,6 +285,7 @@ def train(config: ToyConfig, out: str | Path, *, progress: bool = True) -> ToyRu
         lr_factor=lambda s: lr_factor(config, s),
         batch_loss=batch_loss,
         progress=progress,
+        on_step=on_step,
     )
     return ToyRun(
         Path(out),

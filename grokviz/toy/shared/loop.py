@@ -435,6 +435,7 @@ def train_on_schedule(
     checkpoint_extra: Callable[[int], dict[str, Any]] | None = None,
     run_extra: Mapping[str, Any] | None = None,
     progress: bool = True,
+    on_step: Callable[[Any, int], Any] | None = None,
 ) -> Trained:
     """Train a fresh model for ``config.steps`` AdamW steps, evaluating and saving on schedule.
 
@@ -468,6 +469,10 @@ def train_on_schedule(
         ``run.json``.
     progress
         Show a progress bar with the mean accuracy of each split.
+    on_step
+        ``on_step(model, step)`` is called with the model being trained before the first
+        update (``step`` 0) and after each optimizer step (``step`` updates done), e.g. a
+        :meth:`grokviz.monitor.Monitor.observe`; what it returns is ignored.
 
     Returns
     -------
@@ -499,6 +504,8 @@ def train_on_schedule(
         opt = torch.optim.AdamW(_param_groups(model, config), lr=config.lr, betas=config.betas)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         bar = tqdm(total=config.steps, disable=not progress, desc=kind, unit="step")
+        if on_step is not None:
+            on_step(model, 0)
         for step in range(config.steps + 1):
             if step in eval_steps:
                 shadow.load_state_dict({k: v.float() for k, v in rounded_state(model).items()})
@@ -519,6 +526,8 @@ def train_on_schedule(
             loss.backward()
             opt.step()
             sched.step()
+            if on_step is not None:
+                on_step(model, step + 1)
             bar.update(1)
         bar.close()
     seconds = time.perf_counter() - start
