@@ -4,7 +4,7 @@ Baseline: the same training run without the monitor, in the same run of this scr
 trainers, each at the monitor's defaults (``every=200`` optimizer steps, 32 probe samples per
 domain, batch 32):
 
-- ``toy``: grokviz's own toy trainer (``grokviz.toy.train``, the shipped config run for
+- ``toy``: grokviz's own toy trainer (``grokviz.toy.arithmetic``, the shipped config run for
   ``--toy-steps`` steps, with its evaluations and checkpoint saves, on ``--threads`` threads),
   ``on_step=monitor.observe``;
 - ``trainer``: a small OLMoE (hidden 64, 2 layers x 4 experts, top-2) under the transformers
@@ -53,8 +53,9 @@ def _toy(steps: int, monitored: bool, folder: Path, threads: int) -> dict[str, A
     import polars as pl
 
     from grokviz.monitor import Monitor
-    from grokviz.toy.tasks import make_tokenizer
-    from grokviz.toy.train import PRESETS, config_samples, train, with_overrides, with_steps
+    from grokviz.toy.arithmetic import PRESETS, train, with_overrides, with_steps
+    from grokviz.toy.arithmetic.tasks import make_tokenizer
+    from grokviz.toy.arithmetic.train import config_samples
 
     config = with_overrides(with_steps(PRESETS["default"], steps), threads=threads)
     monitor = None

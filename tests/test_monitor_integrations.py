@@ -223,8 +223,9 @@ def test_lightning_metrics_reach_its_loggers_and_weights_stay_the_same(
 def test_the_toy_trainer_takes_the_monitor_and_trains_the_same_weights(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from grokviz.toy.tasks import make_tokenizer
-    from grokviz.toy.train import PRESETS, config_samples, train, with_overrides
+    from grokviz.toy.arithmetic import PRESETS, train, with_overrides
+    from grokviz.toy.arithmetic.tasks import make_tokenizer
+    from grokviz.toy.arithmetic.train import config_samples
 
     config = with_overrides(PRESETS["tiny"], steps=8, checkpoints=(4, 8))
     samples, _ = config_samples(config)
