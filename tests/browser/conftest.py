@@ -469,19 +469,9 @@ def lab(
         yield lab
 
 
-#: Warnings a notebook may print in the tests, and only these; any other text on stderr fails
-#: the notebook tests:
-#: * the per-domain epsilon fallback of grokviz.metrics.onsets, until the science branch's summary
-#:   of what analysis chose replaces it (issue 16, item 8);
-#: * in the small mode only (the tests' mode, never a reader's), the notebook itself asks for
-#:   sampled distances (``n_pairs=2_000 if SMALL else None``), and analyze says so in one warning.
-ALLOWED_STDERR = re.compile(
-    r"^(?:.*UserWarning: domain '[^']+': no eps on the [\d.]+ grid makes .*"
-    r"Pass eps= to choose it yourself\.|\s+onsets = memorization_onsets\(.*\)"
-    r"|.*SampledDistanceWarning: \d+ of \d+ distance values are means of [\d,-]+ uniformly sampled"
-    r" pairs, not of all pairs;.*|\s+metrics = grokviz\.analyze\(.*n_pairs=2_000 if SMALL.*\)"
-    r"|\s*)$"
-)
+#: A cell's stderr may hold blank lines only: any warning a newcomer did not ask for fails the
+#: notebook tests (issue 16, item 8).
+ALLOWED_STDERR = re.compile(r"^\s*$")
 
 
 def unexpected_stderr(text: str) -> list[str]:
