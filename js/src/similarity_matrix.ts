@@ -424,8 +424,13 @@ export function render({ model, el }: { model: MatrixModel; el: HTMLElement }): 
     else tooltip(ev, at);
     if (changed) drawOverlay();
   });
+  // The cell a click selects is the one under the pointer when it went down: a click event's
+  // coordinates are whole CSS pixels, and where the view sits at a fractional offset they can
+  // fall one device pixel off a cell under 2 px.
+  let pressedAt: [number, number] | null = null;
   disposer.listen(overlay.canvas, "pointerdown", (ev) => {
     drag = { x: ev.clientX, y: ev.clientY, win: { ...win }, moved: false };
+    pressedAt = cellOf(ev);
   });
   disposer.listen(overlay.canvas, "pointerup", () => {
     // The click handler runs next and reads whether this was a drag.
@@ -439,7 +444,8 @@ export function render({ model, el }: { model: MatrixModel; el: HTMLElement }): 
   });
   disposer.listen(overlay.canvas, "click", (ev) => {
     if (drag?.moved) return;
-    const at = cellOf(ev);
+    const at = pressedAt ?? cellOf(ev);
+    pressedAt = null;
     if (at != null && groupMode()) {
       const a = data.runs.find((r) => at[0] >= r.start && at[0] < r.end);
       const b = data.runs.find((r) => at[1] >= r.start && at[1] < r.end);
