@@ -264,8 +264,14 @@ def _routing(steps: list[int]) -> pl.DataFrame:
     )
 
 
-def test_linking_widgets_links_them_in_the_browser_and_shares_one_palette() -> None:
+def test_linking_widgets_links_them_in_the_kernel_and_in_exports_and_shares_one_palette(
+    tmp_path: Path,
+) -> None:
+    from ipywidgets.widgets.widget import _instances
     from ipywidgets.widgets.widget_link import Link
+
+    from grokviz.widgets._base import write_html
+    from grokviz.widgets._links import BrowserLink
 
     samples = pl.DataFrame(
         {
@@ -283,10 +289,12 @@ def test_linking_widgets_links_them_in_the_browser_and_shares_one_palette() -> N
         ]
     )
     t = Timeline(metrics).link(diagram)
-    # A jslink as well as the kernel link: the views follow a click with no kernel (HTML export).
-    links = [item for item in t._grokviz_links if isinstance(item, Link)]
-    assert [(lk.source[1], lk.target[0], lk.target[1]) for lk in links] == [
-        ("checkpoint", diagram, "checkpoint")
+    # The kernel link, and the pair to tie in the browser of an exported page, not a live jslink:
+    # with both live, changes faster than a round trip crossed and the views kept swapping.
+    assert not [item for item in t._grokviz_links if isinstance(item, Link)]
+    pairs = [item for item in t._grokviz_links if isinstance(item, BrowserLink)]
+    assert [(lk.source, lk.target) for lk in pairs] == [
+        ((t, "checkpoint"), (diagram, "checkpoint"))
     ]
     # One palette: the diagram's domains keep the hue they have in the Timeline and vice versa.
     assert t.palette == diagram.palette
@@ -294,6 +302,10 @@ def test_linking_widgets_links_them_in_the_browser_and_shares_one_palette() -> N
     assert diagram._palette["light"]["code"] != diagram._palette["light"]["math"]
     t.checkpoint = _label(200)
     assert diagram.checkpoint == _label(200)
+    # An exported page ties the pair in the browser; the jslink made for it is closed afterwards.
+    page = write_html([t, diagram], tmp_path / "linked.html").read_text(encoding="utf-8")
+    assert len(re.findall(r'"model_name":\s*"LinkModel"', page)) == 1
+    assert not [w for w in _instances.values() if isinstance(w, Link)]
 
 
 def test_control_groups_are_marked_for_the_front_end() -> None:

@@ -184,8 +184,15 @@ def _manager_scripts() -> str:
     return "\n".join(_script(part) for part in (require, code, manager))
 
 
-def _exported(widgets: Sequence[Any]) -> list[Any]:
-    """``widgets``, every grokviz view shown inside them, and the links between those."""
+def _exported(widgets: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """``widgets`` and every grokviz view shown inside them, plus browser links between those.
+
+    Returns the widgets and, apart, the ``ipywidgets.jslink`` links made for the export from the
+    :class:`~grokviz.widgets._links.BrowserLink` pairs whose two ends are both exported: the
+    caller closes them once the page is written (a live session keeps its links in the kernel).
+    """
+    from grokviz.widgets._links import BrowserLink
+
     seen: dict[str, Any] = {}
     todo = list(widgets)
     while todo:
@@ -197,25 +204,17 @@ def _exported(widgets: Sequence[Any]) -> list[Any]:
         if isinstance(widget, GrokvizWidget):
             todo.extend(widget._export_children())
         todo.extend(getattr(widget, "children", ()) or ())
-    from ipywidgets import Widget
 
     out = list(seen.values())
+    links: list[Any] = []
     for widget in list(out):
         for item in getattr(widget, "_grokviz_links", None) or []:
-            if not isinstance(item, Widget):
-                continue  # a kernel-side traitlets.link: nothing to export
-            source = getattr(item, "source", None)
-            target = getattr(item, "target", None)
-            if (
-                source is not None
-                and target is not None
-                and all(
-                    (getattr(end[0], "model_id", None) or str(id(end[0]))) in seen
-                    for end in (source, target)
-                )
-            ):
-                out.append(item)  # an ipywidgets.jslink between two exported views
-    return out
+            if not isinstance(item, BrowserLink):
+                continue  # a kernel-side link: the page has no kernel to run it
+            ends = (item.source[0], item.target[0])
+            if all((getattr(end, "model_id", None) or str(id(end))) in seen for end in ends):
+                links.append(item.jslink())
+    return out, links
 
 
 def html_page(
@@ -230,25 +229,30 @@ def html_page(
 
     ``before`` goes above the first widget, ``between[i]`` above widget ``i + 1`` and ``after``
     below the last; each widget is prepared for a page without a kernel first (every checkpoint
-    it can show is loaded), and the ``jslink`` links between exported views keep them linked.
+    it can show is loaded), and views linked with :func:`grokviz.widgets.link` stay linked in the
+    page (by ``jslink`` links made for it).
     """
     from ipywidgets.embed import dependency_state, embed_snippet
 
     views = list(widgets)
-    exported = _exported(views)
-    for widget in exported:
-        if isinstance(widget, GrokvizWidget):
-            widget._prepare_export()
-    snippet = embed_snippet(
-        views,
-        # Only these widgets, what they reference and show, not every widget in the kernel.
-        state=dependency_state(exported, drop_defaults=False),
-        drop_defaults=False,
-        indent=None,
-        requirejs=False,
-        embed_url=_PLACEHOLDER,
-        cors=False,
-    )
+    exported, links = _exported(views)
+    try:
+        for widget in exported:
+            if isinstance(widget, GrokvizWidget):
+                widget._prepare_export()
+        snippet = embed_snippet(
+            views,
+            # Only these widgets, what they reference and show, not every widget in the kernel.
+            state=dependency_state(exported + links, drop_defaults=False),
+            drop_defaults=False,
+            indent=None,
+            requirejs=False,
+            embed_url=_PLACEHOLDER,
+            cors=False,
+        )
+    finally:
+        for item in links:
+            item.close()
     tag = f'<script src="{_PLACEHOLDER}"></script>'
     if tag not in snippet:
         msg = f"ipywidgets' embed template changed: {tag!r} not found; cannot inline the manager"

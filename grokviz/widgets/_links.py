@@ -1,10 +1,13 @@
 """Linking views: one checkpoint, one pathway definition and one palette for every linked view.
 
-:func:`link` ties the ``checkpoint`` trait of grokviz views both ways twice over: in the kernel
-(``traitlets.link``, so Python sees every view follow at once) and in the browser
-(``ipywidgets.jslink``, so the views stay linked with no kernel, as in exported HTML pages and
-``grokviz report``). It also gives every linked view the pathway definition (``tau`` / ``top_k``)
-of the first one that has one, and one palette covering all their groups.
+:func:`link` ties the ``checkpoint`` trait of grokviz views both ways in the kernel
+(``traitlets.link``, so Python sees every view follow at once, and the browser follows Python). An
+exported HTML page has no kernel: there the same pairs are tied in the browser instead
+(``ipywidgets.jslink``, made when the page is written, see :class:`BrowserLink`). A live session
+never has both: with a link in the kernel and one in the browser, changes made faster than a round
+trip crossed in flight and the views kept swapping between two checkpoints. :func:`link` also gives
+every linked view the pathway definition (``tau`` / ``top_k``) of the first one that has one, and
+one palette covering all their groups.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import traitlets
 
 from grokviz.errors import InputError
 
-__all__ = ["link"]
+__all__ = ["BrowserLink", "link"]
 
 
 def _has(view: Any, name: str) -> bool:
@@ -25,6 +28,27 @@ def _has(view: Any, name: str) -> bool:
 
 def _is_widget(view: Any) -> bool:
     return getattr(view, "comm", None) is not None or hasattr(view, "model_id")
+
+
+class BrowserLink:
+    """Two widgets' traits to tie in the browser when they are exported together.
+
+    :func:`grokviz.widgets._base.html_page` turns it into an ``ipywidgets.jslink`` for the page
+    alone and closes that link again once the page is written.
+    """
+
+    def __init__(self, source: tuple[Any, str], target: tuple[Any, str]) -> None:
+        self.source = source
+        self.target = target
+
+    def jslink(self) -> Any:
+        from ipywidgets import jslink
+
+        return jslink(self.source, self.target)
+
+    def __repr__(self) -> str:
+        ends = " <-> ".join(f"{type(w).__name__}.{name}" for w, name in (self.source, self.target))
+        return f"BrowserLink({ends})"
 
 
 class PathwayLink:
@@ -93,8 +117,9 @@ def link(*views: Any) -> list[Any]:
     Returns
     -------
     list
-        The link objects (``traitlets.link`` and ``ipywidgets.jslink``); the first view keeps
-        them too, so ``write_html`` exports them with the views.
+        The link objects (``traitlets.link``, :class:`BrowserLink` records of the pairs to tie in
+        exported pages, and the pathway link); the first view keeps them too, so ``write_html``
+        exports the pairs with the views.
 
     Examples
     --------
@@ -123,9 +148,7 @@ def link(*views: Any) -> list[Any]:
             and _synced(first)
             and _synced(view)
         ):
-            from ipywidgets import jslink
-
-            links.append(jslink((first, "checkpoint"), (view, "checkpoint")))
+            links.append(BrowserLink((first, "checkpoint"), (view, "checkpoint")))
     pathway_views = [v for v in views if hasattr(v, "set_pathways")]
     if len(pathway_views) > 1:
         lead = pathway_views[0]

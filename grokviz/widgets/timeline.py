@@ -439,8 +439,8 @@ class Timeline(GrokvizWidget):
     def link(self, *views: traitlets.HasTraits) -> Timeline:
         """Tie each view's ``checkpoint`` trait to this Timeline's, both ways; return ``self``.
 
-        The link lives in the kernel and, between widgets, in the browser too, so the views
-        follow a click without a kernel round trip and stay linked in exported HTML. Linked
+        The link lives in the kernel (Python sees every view follow at once); views exported
+        together (``to_html``, ``write_html``, ``grokviz report``) are linked in the page. Linked
         views share one palette, and the pathway views (diagram, matrix) one pathway definition.
         A view whose ``checkpoint`` trait is an integer is linked to :attr:`step` instead.
 

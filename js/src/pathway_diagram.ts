@@ -76,6 +76,8 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
   let firstDraw = true;
   let frame = 0;
   let animation = 0;
+  /** The checkpoint an animation is heading to (the slider's keys step from it), else null. */
+  let goal: number | null = null;
   /** True while the slider is dragged or playing: the view, not the trait, leads the position. */
   let steering = false;
 
@@ -109,6 +111,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     onInput: (pos) => {
       steering = true;
       cancelAnimationFrame(animation);
+      goal = null;
       position = pos;
       request(pos);
       schedule();
@@ -350,7 +353,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     renderCanvas(base.ctx, scene);
     drawOverlay();
     updateTitle();
-    slider.setPosition(position);
+    slider.setPosition(position, goal ?? position);
     stamp([ui.root, el], "drawMs", now() - started);
     if (firstDraw) {
       // First draw is timed from render() start (decoding the data is part of it) until the pixels
@@ -446,9 +449,12 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     cancelAnimationFrame(animation);
     const from = position;
     const started = now();
+    goal = target;
+    slider.setPosition(position, goal);
     const step = () => {
       const f = Math.min(1, (now() - started) / ms);
       position = from + (target - from) * f;
+      if (f >= 1) goal = null;
       draw();
       if (f < 1) animation = requestAnimationFrame(step);
       else animation = 0;
@@ -463,6 +469,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     position = start;
     const began = now();
     cancelAnimationFrame(animation);
+    goal = null;
     steering = true;
     const step = () => {
       position = Math.min(all.length - 1, start + (now() - began) / 1200);
@@ -573,7 +580,7 @@ export function render({ model, el }: { model: DiagramModel; el: HTMLElement }):
     // user, not the trait.
     if (steering) return;
     const target = indexOf(model);
-    if (Math.abs(target - position) >= 0.5) animateTo(target, 400);
+    if (target !== goal && Math.abs(target - position) >= 0.5) animateTo(target, 400);
   });
   disposer.on(model, ["checkpoints"], () => {
     slider.setNames(names());

@@ -23,6 +23,9 @@ export class CheckpointSlider {
   private ticks: HTMLDivElement;
   private names: string[] = [];
   private position = 0;
+  /** The checkpoint the view is at or heading to; keys step from it, not from the thumb, which
+   * may still be gliding towards it. */
+  private anchor = 0;
   private dragging = false;
 
   constructor(disposer: Disposer, private events: SliderEvents, testid = "checkpoint-slider") {
@@ -70,16 +73,21 @@ export class CheckpointSlider {
     const font = "12px system-ui, -apple-system, 'Segoe UI', sans-serif";
     const longest = names.reduce((m, s) => Math.max(m, textWidth(s, font)), 0);
     this.label.style.width = `${Math.ceil(longest + 8)}px`;
-    this.setPosition(this.position);
+    this.setPosition(this.position, this.anchor);
   }
 
-  /** Move the thumb (does not notify). */
-  setPosition(position: number): void {
+  /**
+   * Move the thumb to `position` (does not notify). `anchor` is the checkpoint the view is heading
+   * to while it animates there (default: where the thumb is); the label and the keys go by it.
+   */
+  setPosition(position: number, anchor = position): void {
     const n = this.names.length;
-    this.position = Math.max(0, Math.min(Math.max(0, n - 1), position));
+    const clamp = (v: number) => Math.max(0, Math.min(Math.max(0, n - 1), v));
+    this.position = clamp(position);
+    this.anchor = clamp(anchor);
     const f = n > 1 ? this.position / (n - 1) : 0;
     this.thumb.style.left = `${100 * f}%`;
-    const nearest = Math.round(this.position);
+    const nearest = Math.round(this.anchor);
     this.track.setAttribute("aria-valuenow", String(nearest));
     this.track.setAttribute("aria-valuetext", this.names[nearest] ?? "");
     this.label.textContent = this.names[nearest] ?? "no data";
@@ -121,7 +129,7 @@ export class CheckpointSlider {
   private key(ev: KeyboardEvent): void {
     const n = this.names.length;
     if (n < 2) return;
-    const current = Math.round(this.position);
+    const current = Math.round(this.anchor);
     const big = Math.max(1, Math.round(n / 10));
     const moves: Record<string, number> = {
       ArrowRight: current + 1,
