@@ -125,15 +125,19 @@ def test_bad_criterion_settings_say_what_is_wrong(kwargs: dict, match: str) -> N
 # -- live metrics of a store ------------------------------------------------------------------------
 
 
-def _partial_copy(tmp_path: Path, keep: int) -> Path:
+def _partial_copy(tmp_path: Path, keep: int, only: int | None = None) -> Path:
     """The shipped trace with only its first ``keep`` checkpoints listed, as a writer would
-    leave it part way through; adding the others back makes them arrive."""
+    leave it part way through; adding the others back makes them arrive. ``only``: the run's
+    first, last and evenly spaced checkpoints in between, this many in all, stand for the run."""
     import json
 
     store = tmp_path / "trace"
     shutil.copytree(SHIPPED, store)
     manifest = json.loads((store / "manifest.json").read_text())
     entries = sorted(manifest["checkpoints"].items(), key=lambda kv: kv[1]["step"])
+    if only is not None:
+        picks = np.unique(np.linspace(0, len(entries) - 1, only).round().astype(int))
+        entries = [entries[i] for i in picks]
     held = dict(entries[keep:])
     manifest["checkpoints"] = dict(entries[:keep])
     (store / "manifest.json").write_text(json.dumps(manifest))
@@ -154,16 +158,17 @@ def _release(tmp_path: Path, n: int) -> None:
 
 
 def test_live_metrics_follow_a_store_as_its_checkpoints_arrive(tmp_path: Path) -> None:
-    store = _partial_copy(tmp_path, keep=3)
+    # Three of the run's checkpoints (each costs seconds of all-pair distances, twice here).
+    store = _partial_copy(tmp_path, keep=2, only=3)
     live = LiveMetrics(store, criterion=OnlineCriterion(eps=2.0, delta=0.3, window=2), n_boot=0)
     seen: list[int] = []
     live.subscribe(lambda obs: seen.append(obs.step))
     first = live.update()
     assert [o.step for o in first] == seen
-    assert len(first) == 3 and live.update() == []  # nothing new
-    _release(tmp_path, 2)
+    assert len(first) == 2 and live.update() == []  # nothing new
+    _release(tmp_path, 1)
     second = live.update()
-    assert len(second) == 2 and seen == sorted(seen) and len(seen) == 5
+    assert len(second) == 1 and seen == sorted(seen) and len(seen) == 3
     # each observation's memorized set is the criterion over the observations up to it
     full = grokviz.TraceStore.open(store)
     samples = full.samples().filter(pl.col("split") == "train")
@@ -199,7 +204,7 @@ def test_live_metrics_follow_a_store_as_its_checkpoints_arrive(tmp_path: Path) -
 
 
 def test_scalars_name_every_set_and_domain_for_any_logger(tmp_path: Path) -> None:
-    store = _partial_copy(tmp_path, keep=4)
+    store = _partial_copy(tmp_path, keep=2, only=2)  # the run's first and last checkpoints
     live = LiveMetrics(store, criterion=OnlineCriterion(eps=2.0, delta=0.3, window=2), n_boot=0)
     last = live.update()[-1]
     scalars = last.scalars()
