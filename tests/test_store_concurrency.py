@@ -220,3 +220,31 @@ def test_an_incompatible_process_is_refused_before_it_writes(
         if first.poll() is None:
             first.kill()
     _same_store(store, reference)
+
+
+def test_a_ctrl_c_as_a_claim_is_released_never_closes_its_descriptor_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGINT lands right after a unit finishes, i.e. while its claim is released: a
+    # KeyboardInterrupt just after the close must not leave the descriptor recorded, or the
+    # claim's __del__ closes it again (EBADF at exit, or another file that got its number).
+    from grokviz.store import _lock
+
+    claim = _lock.Claim.acquire(tmp_path, "step-1.00000")
+    assert claim is not None
+    closed: list[int] = []
+    real_close = os.close
+
+    def close_then_interrupt(fd: int) -> None:
+        real_close(fd)
+        closed.append(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_lock.os, "close", close_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        claim.release()
+    monkeypatch.setattr(_lock.os, "close", real_close)
+    claim.release()
+    claim.__del__()
+    assert len(closed) == 1
+    assert _lock.Claim.acquire(tmp_path, "step-1.00000") is not None  # free again

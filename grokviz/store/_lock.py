@@ -111,8 +111,10 @@ class Claim:
             return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        os.close(self._fd)
-        self._fd = None
+        # Forget the descriptor before closing it: a Ctrl-C landing between the two must not
+        # leave it recorded, or __del__ would close it again (or another file given its number).
+        fd, self._fd = self._fd, None
+        os.close(fd)
 
     def __enter__(self) -> Claim:
         return self
@@ -122,7 +124,8 @@ class Claim:
 
     def __del__(self) -> None:  # a forgotten claim must not outlive its object
         if getattr(self, "_fd", None) is not None:
-            self.release()
+            with contextlib.suppress(OSError):  # at interpreter exit; never raise from here
+                self.release()
 
 
 def describe(holder: dict[str, Any] | None) -> str:
