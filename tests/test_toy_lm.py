@@ -374,6 +374,16 @@ def test_config_rejects_bad_values_and_schedules_one_pass() -> None:
     assert gaps == sorted(gaps)  # denser early, sparser late
 
 
+def test_default_run_is_in_the_papers_routing_regime_with_its_control() -> None:
+    default = PRESETS["default"]
+    assert default == LMConfig()
+    # many experts per token choice (OLMoE: 64, top-8), routers free of weight decay
+    assert (default.model.num_experts, default.model.top_k) == (16, 1)
+    assert default.router_weight_decay == 0.0 and default.weight_decay > 0
+    assert set(CONTROL_DOMAINS) <= set(default.domains)
+    assert default.threads == 1
+
+
 def test_timing_table_finds_settling_and_rise() -> None:
     steps = [0, 10, 20, 30, 40]
     train_loss = [5.0, 2.0, 1.1, 1.0, 1.0]
