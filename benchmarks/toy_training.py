@@ -25,7 +25,7 @@ Run::
 
     python benchmarks/toy_training.py            # about a minute on 2 cores
     python benchmarks/toy_training.py --rounds 10
-    python benchmarks/toy_training.py --toy lm   # about half a minute
+    python benchmarks/toy_training.py --toy lm   # under a minute on 1 core
 """
 
 from __future__ import annotations
