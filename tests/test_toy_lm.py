@@ -15,6 +15,7 @@ import pytest
 
 from grokviz.schema import ACCURACY, SAMPLE_ACCURACY, SAMPLES, conform
 from grokviz.toy.lm.corpus import (
+    CONTROL_DOMAINS,
     DOMAINS,
     MAX_TOKENS,
     arithmetic_document,
@@ -373,6 +374,16 @@ def test_config_rejects_bad_values_and_schedules_one_pass() -> None:
     assert gaps == sorted(gaps)  # denser early, sparser late
 
 
+def test_default_run_is_in_the_papers_routing_regime_with_its_control() -> None:
+    default = PRESETS["default"]
+    assert default == LMConfig()
+    # many experts per token choice (OLMoE: 64, top-8), routers free of weight decay
+    assert (default.model.num_experts, default.model.top_k) == (16, 1)
+    assert default.router_weight_decay == 0.0 and default.weight_decay > 0
+    assert set(CONTROL_DOMAINS) <= set(default.domains)
+    assert default.threads == 1
+
+
 def test_timing_table_finds_settling_and_rise() -> None:
     steps = [0, 10, 20, 30, 40]
     train_loss = [5.0, 2.0, 1.1, 1.0, 1.0]
@@ -432,14 +443,26 @@ def test_trace_analyze_and_report_end_to_end(recorded: tuple[LMRun, list], tmp_p
     assert fractions.select(pl.all().is_between(0.0, 1.0).all()).row(0) == (True, True)
     assert sorted(analysis.timing["domain"]) == sorted(DOMAINS)
 
-    report = write_lm_report(run.out, tmp_path / "toy_lm.md", store=path)
-    text = report.read_text()
-    for domain in DOMAINS:
-        assert f"| {domain} |" in text
+    # the global group's accuracy is the real domains' mean: its documents hold no control
+    real = [d for d in DOMAINS if d not in CONTROL_DOMAINS]
     last = run.accuracy.filter(pl.col("step") == max(TINY.schedule()))
     accs = dict(last.select("task", "accuracy").iter_rows())
+    ours = dict(
+        analysis.accuracy.filter(step=max(TINY.schedule())).select("task", "accuracy").rows()
+    )
+    assert ours["global"] == pytest.approx(sum(accs[d] for d in real) / len(real))
+    assert {d: ours[d] for d in DOMAINS} == {d: accs[d] for d in DOMAINS}
+    assert set(analysis.validation.controls) == set(CONTROL_DOMAINS)
+
+    report = write_lm_report(run.out, tmp_path / "toy_lm.md", store=path)
+    text = report.read_text()
+    for domain in real:
+        assert f"| {domain} |" in text
+    for control in CONTROL_DOMAINS:
+        assert f"| {control} (control) |" in text
+    assert "## The controls: does a metric track" in text and "### What they show" in text
     final_row = next(line for line in text.splitlines() if line.startswith(f"| {TINY.steps} |"))
-    assert f"{accs['arithmetic']:.2f}" in final_row and f"{accs['all']:.2f}" in final_row
+    assert f"{accs['arithmetic']:.2f}" in final_row and f"{ours['global']:.2f}" in final_row
 
 
 @pytest.mark.filterwarnings("ignore:domain .* no eps on the:UserWarning")
@@ -490,9 +513,11 @@ def test_trace_and_report_commands_read_the_run_kind(
     assert text.startswith("# A one-pass toy LM")
     last = run.accuracy.filter(pl.col("step") == TINY.steps)
     accs = dict(last.select("task", "accuracy").iter_rows())
+    real = [d for d in DOMAINS if d not in CONTROL_DOMAINS]
+    accs["global"] = sum(accs[d] for d in real) / len(real)  # the control left out
     final_row = next(line for line in text.splitlines() if line.startswith(f"| {TINY.steps} |"))
     cells = [c.strip() for c in final_row.strip("|").split("|")]
-    assert cells[2 : 3 + len(DOMAINS)] == [f"{accs[t]:.2f}" for t in (*DOMAINS, "all")]
+    assert cells[2 : 3 + len(DOMAINS)] == [f"{accs[t]:.2f}" for t in (*DOMAINS, "global")]
 
     out = tmp_path / "elsewhere.md"
     assert main(["report", "--run", str(folder), "--out", str(out)]) == 0

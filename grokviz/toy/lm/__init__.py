@@ -5,8 +5,9 @@ Closer to the paper's setting than the arithmetic toy: every training document i
 - :mod:`~grokviz.toy.lm.corpus`: the documents of each domain and their held-out test tasks;
 - :mod:`~grokviz.toy.lm.train`: the config (:class:`LMConfig`, :data:`PRESETS`) and the
   one-pass trainer (:func:`train_lm`), which writes a run folder;
-- :mod:`~grokviz.toy.lm.analysis` and :mod:`~grokviz.toy.lm.report`: the analysis of a traced
-  run and its Markdown report.
+- :mod:`~grokviz.toy.lm.analysis`, :mod:`~grokviz.toy.lm.controls` and
+  :mod:`~grokviz.toy.lm.report`: the analysis of a traced run with its controls, what they show
+  in words, and its Markdown report.
 
 Importing this package does not import torch.
 """

@@ -82,7 +82,8 @@ class LMAnalysis:
     """The numbers behind :func:`write_lm_report`."""
 
     accuracy: pl.DataFrame
-    """Test accuracy per checkpoint; the task ``"all"`` is named ``"global"``."""
+    """Test accuracy per checkpoint and domain, and ``"global"``: the real domains' mean (the
+    control domain left out, as from the metrics' global group)."""
     timing: pl.DataFrame
     onsets: pl.DataFrame
     """Per domain: the paper's per-sample memorization and generalization onsets."""
@@ -105,6 +106,31 @@ class LMAnalysis:
     """:class:`grokviz.metrics.Validation`: the controls, the ``random`` domain as control."""
     domains: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)
+
+
+def _with_global(accuracy: pl.DataFrame, real: list[str]) -> pl.DataFrame:
+    """The run's accuracy per domain, plus ``"global"``: the mean over the ``real`` domains.
+
+    The trainer's ``"all"`` counts the control domain's test prompts too, but the metrics'
+    global group holds no control documents (:func:`grokviz.analyze` leaves them out), so its
+    accuracy leaves them out as well; every domain has as many test prompts, so the mean over
+    domains is the share of real test prompts answered.
+
+    Examples
+    --------
+    >>> acc = pl.DataFrame({"checkpoint": "c", "step": 5, "task": ["a", "b", "r", "all"],
+    ...     "accuracy": [0.2, 0.6, 0.1, 0.3]})
+    >>> _with_global(acc, ["a", "b"]).filter(task="global")["accuracy"].to_list()
+    [0.4]
+    """
+    domains = accuracy.filter(pl.col("task") != "all")
+    mean = (
+        domains.filter(pl.col("task").is_in(real))
+        .group_by("checkpoint", "step")
+        .agg(pl.col("accuracy").mean())
+        .with_columns(task=pl.lit("global"))
+    )
+    return pl.concat([domains, mean.select(domains.columns)]).sort("step", "task")
 
 
 def _onsets(lm: LMRun, onsets: pl.DataFrame, last: int) -> pl.DataFrame:
@@ -168,12 +194,10 @@ def analyze_lm(
         raise InputError(msg)
     lm = LMRun.load(run)
     st = TraceStore.open(Path(store) if store is not None else lm.out / "trace")
-    accuracy = lm.accuracy.with_columns(
-        task=pl.when(pl.col("task") == "all").then(pl.lit("global")).otherwise(pl.col("task"))
-    )
     domains = list(lm.config.domains)
     controls = [d for d in domains if d in CONTROL_DOMAINS]
     real = [d for d in domains if d not in controls]
+    accuracy = _with_global(lm.accuracy, real)
     if memorization == "answer" and lm.answer_losses is None:
         msg = f"{lm.out} records no answer losses (a run from before they were); retrain it"
         raise InputError(msg)
@@ -189,14 +213,24 @@ def analyze_lm(
         base = analyze(
             st, onsets=onsets, memorized_only=False, replicates=replicates, progress=False, **kwargs
         )
-    metrics = pl.concat([base, _val_loss(st, lm.samples, overall=True)], how="diagonal_relaxed")
+    real_samples = lm.samples.filter(~pl.col("control").fill_null(False))
+    val = pl.concat(
+        [
+            _val_loss(st, lm.samples),
+            # the global group holds no control documents; neither does its validation loss
+            _val_loss(st, real_samples, overall=True).filter(pl.col("group") == "global"),
+        ]
+    )
+    metrics = pl.concat([base, val], how="diagonal_relaxed")
     steps = sorted(accuracy["step"].unique().to_list())
-    groups = [*domains, "global"]
-    rise = {g: _rise_step(accuracy.filter(pl.col("task") == g)) for g in groups}
+    groups = [*real, *controls, "global"]
+    rise = {g: _rise_step(accuracy.filter(pl.col("task") == g)) for g in [*real, "global"]}
+    # a control's accuracy never rises: correlate it from where the real domains' mean rises
+    rise |= dict.fromkeys(controls, rise["global"])
     choices = {
         "all checkpoints": dict.fromkeys(groups, steps[0]),
         "without step 0": dict.fromkeys(groups, steps[min(1, len(steps) - 1)]),
-        "from the start of each group's rise": rise,
+        "from the start of each group's rise": {g: rise[g] for g in groups},
     }
     table1 = {}
     for name, from_steps in choices.items():
@@ -225,7 +259,7 @@ def analyze_lm(
     view_specs: dict[str, dict[str, Any]] = {
         "tau = 0.5": {"tau": 0.5},
         "tau = 0.8": {"tau": 0.8},
-        "top-2 experts": {"top_k": 2},
+        f"top-{lm.config.model.top_k} experts": {"top_k": lm.config.model.top_k},
         "all tracked training documents": {"memorized_only": False},
     }
     for name, spec in view_specs.items():

@@ -6,9 +6,11 @@
 per domain, when training loss settles against when test accuracy rises, the per-sample
 memorization and generalization onsets, and Table 1 (Pearson / Spearman of pathway distance,
 consistency, losses and routing entropy against test accuracy) under a few choices of checkpoints
-and pathways. :func:`render_lm` turns the numbers into Markdown and :func:`write_lm_report` writes
-it (the shipped ``docs/toy_lm.md``); the Markdown helpers it shares with the first toy's report
-are in :mod:`grokviz.toy.shared.markdown`.
+and pathways, and the controls of :func:`grokviz.validate` with the ``random`` domain as the
+negative control. :func:`render_lm` turns the numbers into Markdown (the sentences on what the
+controls show come from :mod:`grokviz.toy.lm.controls`) and :func:`write_lm_report` writes it
+(the shipped ``docs/toy_lm.md``, what ``python -m grokviz.toy report`` writes for an LM run); the
+Markdown helpers it shares with the first toy's report are in :mod:`grokviz.toy.shared.markdown`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import polars as pl
 from grokviz.toy.lm.analysis import LMAnalysis, analyze_lm
 from grokviz.toy.lm.analysis import _onsets as _onsets
 from grokviz.toy.lm.analysis import timing_table as timing_table
+from grokviz.toy.lm.controls import bottom_line, dip_sentences, own_time_sentences
+from grokviz.toy.lm.corpus import N_RANDOM_ANSWERS
 from grokviz.toy.lm.train import LMRun
 
 # The analysis and the shared helpers moved out; the names stay importable from here.
@@ -39,6 +43,20 @@ from grokviz.toy.shared.markdown import (
     _frame_md,
     _write_with_findings,
 )
+from grokviz.toy.shared.model import ModelSpec
+
+
+def _labelled(table: pl.DataFrame, controls: list[str]) -> pl.DataFrame:
+    """``table`` with each control group's name marked ``(control)``, as the tables show it."""
+    return table.with_columns(
+        group=pl.when(pl.col("group").is_in(controls))
+        .then(pl.col("group") + " (control)")
+        .otherwise(pl.col("group"))
+    )
+
+
+def _label(group: str, controls: list[str]) -> str:
+    return f"{group} (control)" if group in controls else group
 
 
 def _agreement(table: pl.DataFrame, groups: list[str]) -> list[str]:
@@ -56,10 +74,19 @@ def _agreement(table: pl.DataFrame, groups: list[str]) -> list[str]:
     return out
 
 
-def _timing_sentences(timing: pl.DataFrame) -> list[str]:
+def _timing_sentences(timing: pl.DataFrame, controls: list[str]) -> list[str]:
     out = []
     for row in timing.iter_rows(named=True):
         d, settled, half = row["domain"], row["loss_settled_step"], row["test_half_step"]
+        if d in controls:
+            out.append(
+                f"- `{d}` (control): its answers are random draws, so its test accuracy can only "
+                f"be chance ({1 / N_RANDOM_ANSWERS:.2f}): it ends at {row['test_last']:.2f} "
+                f"(max {row['test_max']:.2f}); its training loss settled at step {settled}, and "
+                f"the answer accuracy on its training documents at the end is "
+                f"{row['train_answer_last']:.2f}."
+            )
+            continue
         if row["test_max"] - row["test_first"] < 0.1:
             what = f"test accuracy never rose by 0.1 (max {row['test_max']:.2f})"
         elif settled is None or half is None:
@@ -102,16 +129,19 @@ def _accuracy_md(lm: LMRun, analysis: LMAnalysis) -> str:
     return _frame_md(wide.select([c for c in order if c in wide.columns]))
 
 
-def _view_cells(table: pl.DataFrame, metric: str, groups: list[str]) -> str:
+def _view_cells(table: pl.DataFrame, metric: str, groups: list[str], controls: list[str]) -> str:
     cells = []
     for group in groups:
         row = table.filter((pl.col("group") == group) & (pl.col("metric") == metric))
         if row.height:
-            cells.append(f"{group} {_fmt(row['pearson_r'][0])} / {_fmt(row['spearman_r'][0])}")
+            cells.append(
+                f"{_label(group, controls)} {_fmt(row['pearson_r'][0])} / "
+                f"{_fmt(row['spearman_r'][0])}"
+            )
     return f"{_METRIC_NAMES[metric]} (P / S) " + ", ".join(cells or ["–"])
 
 
-def _shape_sentences(analysis: LMAnalysis) -> list[str]:
+def _shape_sentences(analysis: LMAnalysis, spec: ModelSpec) -> list[str]:
     """What the routing-shape table says about the direction of the distance."""
     shape = analysis.routing.sort("step")
     largest = shape["largest_weight"].to_list()
@@ -121,16 +151,29 @@ def _shape_sentences(analysis: LMAnalysis) -> list[str]:
     views = [analysis.table1["without step 0"], *analysis.views.values()]
     dist = pl.concat(
         [v.filter(pl.col("metric") == "distance") for v in views], how="diagonal_relaxed"
-    )
+    ).filter(~pl.col("group").is_in(analysis.controls))
     rho = [r for r in dist["spearman_r"].to_list() if r is not None and math.isfinite(r)]
     up = sum(r > 0 for r in rho)
+    k, top_k = spec.num_experts, spec.top_k
+    last = shape.row(-1, named=True)
     out = [
         f"- Across the views above (without step 0), the distance's Spearman correlation with "
-        f"test accuracy is positive in {up} of {len(rho)} (group, view) cells; the paper's "
+        f"test accuracy is positive in {up} of {len(rho)} (real group, view) cells; the paper's "
         "sign is negative.",
-        f"- The token-averaged router distributions are most peaked at step {steps[peak]} "
-        f"(largest weight {largest[peak]:.3f}, pathways of {length[peak]:.1f} experts per "
-        f"layer) and end at {largest[-1]:.3f} ({length[-1]:.1f} experts per layer).",
+        f"- At the last checkpoint a single token puts {_fmt(last['token_largest_weight'], '.2f')} "
+        f"of its weight on its top expert (uniform: {1 / k:.2f}), and a τ = 0.7 pathway keeps "
+        f"{last['pathway_length']:.1f} of {k} experts per layer ({last['pathway_share']:.0%}); the "
+        "paper's distances on OLMoE (520–560 at τ = 0.7 over 16 layers × 64 experts) imply about "
+        f"a third. Experts per layer are {k // top_k}× the top-{top_k} the model uses.",
+        (
+            f"- The token-averaged router distributions are most peaked at step {steps[peak]} "
+            f"(largest weight {largest[peak]:.3f}, pathways of {length[peak]:.1f} experts per "
+            f"layer) and end at {largest[-1]:.3f} ({length[-1]:.1f} experts per layer)."
+            if peak < len(steps) - 1
+            else f"- The token-averaged router distributions are most peaked at the last "
+            f"checkpoint (largest weight {largest[-1]:.3f}, pathways of {length[-1]:.1f} experts "
+            f"per layer, from {largest[0]:.3f} and {length[0]:.1f} at step {steps[0]})."
+        ),
     ]
     if largest[-1] < largest[peak] and length[-1] > length[peak]:
         out.append(
@@ -177,55 +220,146 @@ def _series_md(analysis: LMAnalysis, group: str) -> str:
     )
 
 
-def render_lm(analysis: LMAnalysis, lm: LMRun) -> str:
-    """The Markdown text of the report of a traced one-pass run."""
+def _run_md(analysis: LMAnalysis, lm: LMRun) -> list[str]:
+    """The section that says what was trained, and how to train it again."""
     cfg, spec = lm.config, lm.config.model
     meta = json.loads((lm.out / "run.json").read_text())
-    groups = [*analysis.domains, "global"]
-    domains = analysis.domains
-    parts = [
-        "# A one-pass toy LM: pretraining on a generated multi-domain corpus",
-        "",
-        "*Generated by `grokviz.toy.lm.report.write_lm_report` from a run of "
-        "`python -m grokviz.toy train --toy lm`; every number below is computed, and the "
-        "sentences around them are chosen by the numbers.*",
-        "",
-        "## The run",
-        "",
+    control = analysis.controls[0] if analysis.controls else None
+    routers = []
+    if cfg.router_weight_decay is not None:
+        routers.append(f"routers: {cfg.router_weight_decay}")
+    if cfg.norm_weight_decay is not None:
+        routers.append(f"norm gains: {cfg.norm_weight_decay}")
+    init = (
+        f"; router weights initialised {cfg.router_init_scale}× OLMoE's"
+        if cfg.router_init_scale != 1.0
+        else ""
+    )
+    return [
         f"- Corpus (`grokviz/toy/lm/corpus.py`): {cfg.docs_per_domain} training documents per "
-        f"domain ({', '.join(domains)}), shuffled together and seen **once** each "
+        f"domain ({', '.join(analysis.domains)}), shuffled together and seen **once** each "
         f"({meta['steps']} steps of {cfg.batch_size}). Test tasks: `arithmetic` and `code` "
         f"hold out the same {cfg.held_out:.0%} of the (operation, a, b) problems (never seen in "
         f"either domain), `facts` {cfg.held_out:.0%} of the cities (which then appear in "
         "training only as atomic facts, never applied to a person)"
         + (
-            f"; the control `{analysis.controls[0]}` holds out {cfg.held_out:.0%} of its pairs, "
-            "whose answers are random draws like its training pairs' (memorizable, never "
-            "generalizable)"
-            if analysis.controls
+            f"; the control `{control}` (`r3 with r7 gives q2`) holds out {cfg.held_out:.0%} of "
+            "its pairs, whose answers are random draws like its training pairs': memorizable, "
+            "never generalizable"
+            if control
             else ""
         )
         + f". {cfg.test_per_domain} test prompts, {cfg.val_per_domain} "
         f"validation documents and {cfg.tracked_per_domain} tracked training documents per "
         "domain.",
         f"- Model: `OlmoeForCausalLM`, {spec.num_layers} MoE layers × {spec.num_experts} experts, "
-        f"top-{spec.top_k}, hidden {spec.hidden_size}, expert width {spec.intermediate_size}; "
+        f"top-{spec.top_k} ({spec.num_experts // spec.top_k}× as many experts as each token "
+        f"uses), hidden {spec.hidden_size}, expert width {spec.intermediate_size}; "
         f"AdamW lr {cfg.lr} (warmup {cfg.warmup} steps, then cosine to "
         f"{cfg.final_lr_fraction}×), weight decay {cfg.weight_decay}"
-        + (f" (routers: {cfg.router_weight_decay})" if cfg.router_weight_decay is not None else "")
-        + f"; seed {cfg.seed}; {meta['threads']} thread(s), "
+        + (f" ({', '.join(routers)})" if routers else "")
+        + f"{init}; seed {cfg.seed}; {meta['threads']} thread(s), "
         f"{meta['seconds']:.0f} s of training wall time.",
-        "- Reproduce: `python -m grokviz.toy train --toy lm --out /tmp/lmtoy --report "
-        "docs/toy_lm.md` "
-        "(trains, traces into `/tmp/lmtoy/trace`, writes this file). Training is deterministic "
-        "for a seed and thread count: seeded corpus, order and initialisation, deterministic "
-        "kernels, a fixed number of threads.",
+        "- Reproduce: `python -m grokviz.toy train --toy lm --out runs/lm --report "
+        "docs/toy_lm.md` (trains the default preset, traces into `runs/lm/trace` and writes "
+        "this file), or `python -m grokviz.toy report --run runs/lm` for a run already traced. "
+        "The run itself is not shipped. Training is deterministic for a seed and thread count: "
+        "seeded corpus, order and initialisation, deterministic kernels, a fixed number of "
+        "threads.",
         "- Test accuracy: the answer (the document's last word, one token) is the argmax after "
         "the prompt. Training loss: mean next-token loss of the tracked training documents, "
         "most of whose tokens (names, numbers, variables) are random draws the model cannot "
         "predict, so it has a floor well above 0.",
+    ]
+
+
+def _controls_md(analysis: LMAnalysis, lm: LMRun) -> list[str]:
+    """The controls of :func:`grokviz.validate`, and what they show, in words from the numbers."""
+    validation = analysis.validation
+    real = [d for d in analysis.domains if d not in analysis.controls]
+    control = analysis.controls[0] if analysis.controls else None
+    first_step = min((s for s in analysis.accuracy["step"].to_list() if s > 0), default=None)
+    lead, dips = dip_sentences(
+        analysis.accuracy,
+        analysis.metrics,
+        [*real, "global"],
+        n_test=lm.config.test_per_domain,
+        controls=analysis.controls,
+    )
+    return [
+        "## The controls: does a metric track each domain's generalization, or only training time?",
+        "",
+        "Test accuracy rises with training in the real domains, so any metric that drifts "
+        "steadily correlates with it. The controls (`grokviz.validate`): the partial "
+        "correlation with the domain's own accuracy holding log(1 + step) fixed, and the same "
+        "with every other domain's accuracy; when the metric has covered half its change "
+        "against when the domain's accuracy has covered half its rise (with bootstrap "
+        "intervals over the tracked documents); pathway distance over a length-matched "
+        "permutation null (`distance_ratio`); consistency against its uniform-weight baseline"
+        + (
+            f"; and the control domain `{control}`, which memorizes and never generalizes"
+            if control
+            else ""
+        )
+        + ". A domain's metric *tracks* when its partial correlation has the paper's sign with "
+        "an interval that excludes 0, beats every other domain's, and its half-change step is "
+        "nearer its own domain's half-rise than any other's.",
+        "",
+        "### What they show",
+        "",
+        bottom_line(validation, real),
+        "",
+        *(
+            f"- {sentence}"
+            for sentence in own_time_sentences(validation, real, first_step=first_step)
+        ),
+        "",
+        lead,
+        "",
+        *(f"- {sentence}" for sentence in dips),
+        "",
+        "### The verdicts and their numbers",
+        "",
+        *(f"- {sentence}" for sentence in validation.summary()),
+        "",
+        controls_markdown(controls_table(validation)),
+        "",
+        "Baselines (distance over its null at the first, smallest and last checkpoint; Spearman "
+        "with the domain's accuracy of the distance, its null, their ratio, of consistency and "
+        "of its uniform-weight baseline, which knows nothing of the documents):",
+        "",
+        _frame_md(validation.baselines),
+        "",
+    ]
+
+
+def render_lm(analysis: LMAnalysis, lm: LMRun) -> str:
+    """The Markdown text of the report of a traced one-pass run."""
+    cfg = lm.config
+    controls = analysis.controls
+    real = [d for d in analysis.domains if d not in controls]
+    groups = [*real, *controls, "global"]
+    shown = [_label(g, controls) for g in groups]
+    parts = [
+        "# A one-pass toy LM: pretraining on a generated multi-domain corpus",
+        "",
+        "*Generated by `python -m grokviz.toy report` (grokviz/toy/lm/report.py) from a run of "
+        "`python -m grokviz.toy train --toy lm`; every number below is computed, and the "
+        "sentences around them are chosen by the numbers.*",
+        "",
+        "## The run",
+        "",
+        *_run_md(analysis, lm),
         "",
         "## Test accuracy over checkpoints",
+        "",
+        "Per domain, and `global`: the real domains' mean"
+        + (
+            f" (the control `{controls[0]}` left out; its chance is {1 / N_RANDOM_ANSWERS:.2f})"
+            if controls
+            else ""
+        )
+        + "; the training loss is the tracked training documents' mean.",
         "",
         _accuracy_md(lm, analysis),
         "",
@@ -237,7 +371,7 @@ def render_lm(analysis: LMAnalysis, lm: LMRun) -> str:
         "",
         _frame_md(analysis.timing),
         "",
-        *_timing_sentences(analysis.timing),
+        *_timing_sentences(analysis.timing, controls),
         "",
         "The paper's per-sample view on the traced checkpoints, "
         + (
@@ -255,10 +389,11 @@ def render_lm(analysis: LMAnalysis, lm: LMRun) -> str:
         "## Table 1 on the one-pass toy",
         "",
         "Pearson / Spearman correlation across checkpoints between each metric of a group's "
-        "memorized training documents and the group's test accuracy (global: all domains, "
-        "overall accuracy). Pathways with τ = 0.7, edit distance over expert ids. Validation "
-        "loss: mean traced loss of the domain's validation documents. The paper reports "
-        "distance −0.93 to −0.98 and consistency +0.92 to +0.99.",
+        "memorized training documents and the group's test accuracy (global: the real domains' "
+        "documents and mean accuracy; the control from where that mean rises). Pathways with "
+        "τ = 0.7, edit distance over expert ids. Validation loss: mean traced loss of the "
+        "domain's validation documents. The paper reports distance −0.93 to −0.98 and "
+        "consistency +0.92 to +0.99.",
         "",
     ]
     if not analysis.memorized_only:
@@ -272,58 +407,48 @@ def render_lm(analysis: LMAnalysis, lm: LMRun) -> str:
         if name.startswith("from the start"):
             parts += [
                 "Rise steps: "
-                + ", ".join(f"{g} {s}" for g, s in analysis.rise_steps.items())
+                + ", ".join(f"{_label(g, controls)} {s}" for g, s in analysis.rise_steps.items())
                 + ". A group whose accuracy is flat over these checkpoints has no correlation.",
                 "",
             ]
-        parts += [_corr_md(table, groups), "", *_agreement(table, groups), ""]
+        parts += [
+            _corr_md(_labelled(table, controls), shown),
+            "",
+            *_agreement(table, [*real, "global"]),
+            "",
+        ]
     parts += [
         "### Other pathway choices",
         "",
         "Distance and consistency against test accuracy without step 0, with other thresholds, "
-        "a fixed top-2 pathway, and all tracked training documents instead of memorized ones:",
+        f"a fixed top-{cfg.model.top_k} pathway (the experts the model uses), and all tracked "
+        "training documents instead of memorized ones:",
         "",
     ]
     for name, table in analysis.views.items():
-        parts.append(f"- {name}: " + "; ".join(_view_cells(table, m, groups) for m in _PAPER_SIGN))
+        parts.append(
+            f"- {name}: " + "; ".join(_view_cells(table, m, groups, controls) for m in _PAPER_SIGN)
+        )
+    parts.append("")
     if analysis.validation is not None:
-        parts += [
-            "",
-            "## The controls",
-            "",
-            "Test accuracy here is not monotone in training time (it peaks and falls back in "
-            "some domains), which makes a metric that merely drifts with time easier to tell "
-            "from one that follows accuracy. The controls of `grokviz.validate`: partial "
-            "correlation with the domain's own accuracy holding log(1 + step) fixed (and with "
-            "the other domains' accuracy), when the metric covers half its change against when "
-            "accuracy covers half its rise, distance over its length-matched null, and the "
-            "random-answer control domain, which memorizes and never generalizes.",
-            "",
-            *(f"- {sentence}" for sentence in analysis.validation.summary()),
-            "",
-            controls_markdown(controls_table(analysis.validation)),
-            "",
-            _frame_md(analysis.validation.baselines),
-        ]
-    shape = analysis.routing
+        parts += _controls_md(analysis, lm)
     parts += [
-        "",
         "## The metrics themselves",
         "",
-        "The global group's series (memorized training documents of all domains; loss and "
+        "The global group's series (memorized training documents of the real domains; loss and "
         "validation loss as above; entropy of the averaged router distributions):",
         "",
         _series_md(analysis, "global"),
         "",
         f"How peaked routing is: the tracked training documents' token-averaged router "
-        f"distributions over {lm.config.model.num_experts} experts (uniform would be "
-        f"{1 / lm.config.model.num_experts:.3f} per expert): their mean largest weight and "
-        "pathway length per layer; the largest weight of single tokens (only the few "
+        f"distributions over {cfg.model.num_experts} experts (uniform would be "
+        f"{1 / cfg.model.num_experts:.3f} per expert): their entropy, mean largest weight and "
+        "pathway length per layer (τ = 0.7); the largest weight of single tokens (only the few "
         "documents traced per token); and the mean norm of the router weight rows:",
         "",
-        _frame_md(shape, ".3f"),
+        _frame_md(analysis.routing.drop("max_entropy"), ".3f"),
         "",
-        *_shape_sentences(analysis),
+        *_shape_sentences(analysis, cfg.model),
         FINDINGS_MARKER,
         "",
     ]
