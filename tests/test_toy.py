@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -531,6 +532,17 @@ def test_report_of_a_tiny_run_shows_the_controls_and_honest_counts(
     memorized = analysis.sample_delays.select("domain", "memorized_before_T").iter_rows()
     real = sum(v for d, v in memorized if d != "random")
     assert dict(n.iter_rows())["global"] == real
+    # and its accuracy is the share of the real groups' test prompts answered, not the trainer's
+    # "all", which counts the control's prompts too
+    tests = run.samples.filter(split="test", control=False).select("sample_id")
+    answered = (
+        run.sample_accuracy.join(tests, on="sample_id")
+        .group_by("step")
+        .agg(pl.col("correct").mean())
+    )
+    glob = analysis.accuracy.filter(task="global").join(answered, on="step")
+    assert glob.height == analysis.accuracy["step"].n_unique() > 0
+    assert np.allclose(glob["accuracy"], glob["correct"], atol=1e-9)
     # the share memorized is over all the domain's training samples, as memorization_onsets says
     onsets = memorization_onsets(TraceStore.open(store).losses(), run.samples)
     last = int(TraceStore.open(store).losses()["step"].max())

@@ -241,6 +241,7 @@ def analyze_run(
         validate,
     )
     from grokviz.store import TraceStore
+    from grokviz.toy.shared.curves import with_global
     from grokviz.toy.shared.evidence import routing_shape
 
     if memorization not in ("sample", "answer"):
@@ -272,12 +273,13 @@ def analyze_run(
         ]
     )
     metrics = pl.concat([base, val], how="diagonal_relaxed")
-    # the "global" group follows the overall test accuracy ("all")
-    accuracy = toy.accuracy.with_columns(
-        task=pl.when(pl.col("task") == "all").then(pl.lit("global")).otherwise(pl.col("task"))
-    )
     control_ops = [op for op in toy.config.operations if _is_control(op)]
     real_ops = [op for op in toy.config.operations if op not in control_ops]
+    # the "global" group holds no control samples: it follows the share of the real operations'
+    # test prompts answered (the trainer's "all" counts the control's prompts too)
+    tests = toy.samples.filter(pl.col("split") == "test").group_by("domain").len()
+    counts = dict(zip(tests["domain"].to_list(), tests["len"].to_list(), strict=True))
+    accuracy = with_global(toy.accuracy, real_ops, counts)
     groups = [*real_ops, *control_ops, "global"]
     corr = correlate(metrics, accuracy, n_boot=0)
     table1 = _own(corr, groups, METRIC_NAMES)

@@ -261,7 +261,7 @@ def render(analysis: ToyAnalysis, toy: ToyRun) -> str:
         "",
         "Pearson / Spearman correlation across all checkpoints between each metric of the "
         "group's memorized training samples and the group's test accuracy (global: all real "
-        "groups, overall test accuracy), with the number of samples behind each group's "
+        "groups, the share of their test prompts answered, the control's left out), with the number of samples behind each group's "
         "metrics. Pathways with τ = 0.7, edit distance over expert ids. Validation loss: mean "
         "traced loss of the group's validation samples. Routing entropy (the paper's control): "
         "mean entropy of the samples' averaged router distributions.",

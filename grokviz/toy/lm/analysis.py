@@ -114,7 +114,8 @@ def _with_global(accuracy: pl.DataFrame, real: list[str]) -> pl.DataFrame:
     The trainer's ``"all"`` counts the control domain's test prompts too, but the metrics'
     global group holds no control documents (:func:`grokviz.analyze` leaves them out), so its
     accuracy leaves them out as well; every domain has as many test prompts, so the mean over
-    domains is the share of real test prompts answered.
+    domains is the share of real test prompts answered
+    (:func:`grokviz.toy.shared.curves.with_global`).
 
     Examples
     --------
@@ -123,14 +124,9 @@ def _with_global(accuracy: pl.DataFrame, real: list[str]) -> pl.DataFrame:
     >>> _with_global(acc, ["a", "b"]).filter(task="global")["accuracy"].to_list()
     [0.4]
     """
-    domains = accuracy.filter(pl.col("task") != "all")
-    mean = (
-        domains.filter(pl.col("task").is_in(real))
-        .group_by("checkpoint", "step")
-        .agg(pl.col("accuracy").mean())
-        .with_columns(task=pl.lit("global"))
-    )
-    return pl.concat([domains, mean.select(domains.columns)]).sort("step", "task")
+    from grokviz.toy.shared.curves import with_global
+
+    return with_global(accuracy, real)
 
 
 def _onsets(lm: LMRun, onsets: pl.DataFrame, last: int) -> pl.DataFrame:

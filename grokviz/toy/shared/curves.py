@@ -22,6 +22,40 @@ import polars as pl
 from grokviz.schema import METRICS, conform
 
 
+def with_global(
+    accuracy: pl.DataFrame, real: list[str], counts: dict[str, int] | None = None
+) -> pl.DataFrame:
+    """A run's test accuracy per task, with ``"global"``: the share of the ``real`` tasks' test
+    prompts answered (a control task's left out), in place of the trainer's ``"all"``.
+
+    The metrics' global group holds no control samples (:func:`grokviz.analyze` leaves them
+    out), so the accuracy it is correlated with must leave the control's test prompts out too.
+    ``counts``: test prompts per task, to weigh each task's accuracy (default: equal weights,
+    for tasks with as many prompts each).
+
+    Examples
+    --------
+    >>> acc = pl.DataFrame({"checkpoint": "c", "step": 5, "task": ["a", "b", "r", "all"],
+    ...     "accuracy": [0.2, 0.6, 0.1, 0.3]})
+    >>> with_global(acc, ["a", "b"]).filter(task="global")["accuracy"].to_list()
+    [0.4]
+    >>> with_global(acc, ["a", "b"], {"a": 3, "b": 1}).filter(task="global")["accuracy"].round(2)[0]
+    0.3
+    """
+    tasks = accuracy.filter(pl.col("task") != "all")
+    weight = pl.col("task").replace_strict(counts, default=0) if counts else pl.lit(1.0)
+    mean = (
+        tasks.filter(pl.col("task").is_in(real))
+        .with_columns(w=weight.cast(pl.Float64))
+        .group_by("checkpoint", "step")
+        .agg(((pl.col("accuracy") * pl.col("w")).sum() / pl.col("w").sum()).alias("accuracy"))
+        .with_columns(task=pl.lit("global"))
+    )
+    return pl.concat([tasks, mean.select(tasks.columns)], how="vertical_relaxed").sort(
+        "step", "task"
+    )
+
+
 def _first(steps: np.ndarray, ok: np.ndarray) -> int | None:
     """The first step at which ``ok`` holds (None if never)."""
     hits = np.flatnonzero(ok)
