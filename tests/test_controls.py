@@ -133,6 +133,44 @@ def test_half_step_against_a_dense_brute_force() -> None:
         assert got == pytest.approx(expected, abs=(steps[peak] - steps[base]) / 100_000)
 
 
+def test_sustained_half_step_against_a_dense_brute_force() -> None:
+    """The step from which the series stays at or past half its change up to the peak, found
+    on a fine linear interpolation; it equals the first crossing when the series is monotone."""
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        steps = np.sort(rng.choice(np.arange(10, 5000), size=9, replace=False)).astype(float)
+        values = np.cumsum(rng.normal(size=9))
+        got = half_step(steps, values, sustained=True)
+        base = int(np.argmin(values))
+        peak = base + int(np.argmax(values[base:]))
+        if values[peak] == values[base]:
+            assert got is None
+            continue
+        half = (values[peak] + values[base]) / 2
+        fine = np.linspace(steps[base], steps[peak], 200_001)
+        curve = np.interp(fine, steps, values)
+        below = np.flatnonzero(curve < half)
+        expected = fine[below[-1] + 1]
+        assert got == pytest.approx(expected, abs=(steps[peak] - steps[base]) / 100_000)
+    rising = np.sort(rng.normal(size=9))
+    steps = np.arange(9) * 100.0
+    assert half_step(steps, rising, sustained=True) == pytest.approx(half_step(steps, rising))
+
+
+def test_timing_goes_by_the_durable_rise_not_an_early_spike() -> None:
+    steps = [0, 100, 200, 300, 400, 500]
+    acc = pl.DataFrame({"step": steps, "task": "add", "accuracy": [0.0, 0.6, 0.05, 0.1, 0.9, 1.0]})
+    m = pl.DataFrame(
+        {"step": steps, "group": "add", "metric": "distance", "value": [9.0, 9, 8.8, 8.5, 3, 2]}
+    )
+    durable = timing(m, acc, tasks={"add": "add"}).row(0, named=True)
+    first = timing(m, acc, tasks={"add": "add"}, sustained=False).row(0, named=True)
+    assert first["half_rise"] == pytest.approx(100 * 0.5 / 0.6)  # the spike
+    assert durable["half_rise"] == pytest.approx(300 + 100 * 0.4 / 0.8)  # from 0.1 to 0.9
+    assert durable["half_change"] == first["half_change"]  # a one-way fall: the same either way
+    assert abs(durable["lag"]) < abs(first["lag"])
+
+
 def test_rise_step_is_the_last_checkpoint_below_a_quarter_of_the_rise() -> None:
     assert rise_step([1, 2, 3, 4, 5], [0.1, 0.12, 0.11, 0.6, 0.9]) == 3
     assert rise_step([1, 2, 3], [0.5, 0.8, 0.9]) == 1

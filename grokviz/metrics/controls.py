@@ -20,6 +20,7 @@ against a separate numpy / scipy computation.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -263,7 +264,12 @@ def correlation_intervals(
 
 
 def half_step(
-    steps: ArrayLike, values: ArrayLike, *, direction: int = 1, min_change: float = 0.0
+    steps: ArrayLike,
+    values: ArrayLike,
+    *,
+    direction: int = 1,
+    min_change: float = 0.0,
+    sustained: bool = False,
 ) -> float | None:
     """The step at which a series has covered half of its change in ``direction``.
 
@@ -273,6 +279,9 @@ def half_step(
     checkpoints around it. So an accuracy that rises gives its half-rise step, and a distance
     that rises while the model memorizes and then falls (``direction=-1``) its half-way-down
     step from its highest point. A series that only moves against ``direction`` has none.
+    With ``sustained=True`` it is the step from which ``z`` stays at or past that level up to
+    the peak (the last crossing before it): an early spike that is lost again does not count.
+    For a series that moves one way only, both are the same.
 
     Parameters
     ----------
@@ -284,6 +293,8 @@ def half_step(
         +1 for a rise, -1 for a fall.
     min_change
         Return None when ``z_peak - z_base`` is at most this (a flat series has no half step).
+    sustained
+        The last crossing of the half level before the peak instead of the first.
 
     Returns
     -------
@@ -295,6 +306,9 @@ def half_step(
     158.33333333333334
     >>> half_step([0, 100, 200, 300], [5.0, 9.0, 7.0, 3.0], direction=-1)  # from 9 down to 3
     225.0
+    >>> spike = [0.0, 0.6, 0.1, 0.2, 1.0]  # half-way at 100 at first, for good only after 300
+    >>> [round(half_step([0, 100, 200, 300, 400], spike, sustained=s), 1) for s in (False, True)]
+    [83.3, 337.5]
     """
     s = np.asarray(steps, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
@@ -314,7 +328,12 @@ def half_step(
     if not change > min_change:
         return None
     half = z[base] + change / 2
-    k = base + 1 + int(np.argmax(z[base + 1 : peak + 1] >= half))
+    reached = z[base + 1 : peak + 1] >= half
+    if sustained:  # the first checkpoint of the run of reached ones that ends at the peak
+        below = np.flatnonzero(~reached)
+        k = base + 1 + (int(below[-1]) + 1 if below.size else 0)
+    else:
+        k = base + 1 + int(np.argmax(reached))
     lo, hi = z[k - 1], z[k]
     frac = (half - lo) / (hi - lo) if hi != lo else 1.0
     return float(s[k - 1] + frac * (s[k] - s[k - 1]))
@@ -375,6 +394,7 @@ def timing(
     accuracy_replicates: Mapping[str, np.ndarray] | None = None,
     min_rise: float = 0.1,
     confidence: float = 0.95,
+    sustained: bool = True,
 ) -> pl.DataFrame:
     """Each group's half-change step of a metric against the half-rise step of its accuracy.
 
@@ -402,6 +422,10 @@ def timing(
         An accuracy that rises by no more than this has no half-rise step (e.g. a control).
     confidence
         Coverage of the intervals.
+    sustained
+        Time each series by the step from which it stays past half its change
+        (:func:`half_step`'s ``sustained``; the default), not by its first crossing, which an
+        early spike that is lost again would set.
 
     Returns
     -------
@@ -426,11 +450,12 @@ def timing(
         acc = accuracy.filter(pl.col("task") == task).sort("step")
         acc_steps = acc["step"].to_list()
         acc_values = acc["accuracy"].to_numpy().astype(np.float64)
-        rise = half_step(acc_steps, acc_values, min_change=min_rise) if acc.height else None
+        half = functools.partial(half_step, sustained=sustained)
+        rise = half(acc_steps, acc_values, min_change=min_rise) if acc.height else None
         rise_lo = rise_hi = math.nan
         reps = (accuracy_replicates or {}).get(task)
         if rise is not None and reps is not None:
-            draws = np.array([half_step(acc_steps, r, min_change=min_rise) or np.nan for r in reps])
+            draws = np.array([half(acc_steps, r, min_change=min_rise) or np.nan for r in reps])
             rise_lo, rise_hi = _interval(draws, confidence)
         for metric in metric_names:
             part = metrics.filter((pl.col("group") == group) & (pl.col("metric") == metric))
@@ -440,7 +465,7 @@ def timing(
             steps = part["step"].to_list()
             series = _series(part, steps)
             sign = _direction(metric, directions, series)
-            change_at = half_step(steps, series, direction=sign)
+            change_at = half(steps, series, direction=sign)
             z = sign * series[np.isfinite(series)]
             base = int(np.argmin(z))
             peak = base + int(np.argmax(z[base:]))
@@ -450,7 +475,7 @@ def timing(
             rep = _replicate_matrix(part, steps)
             if change_at is not None and rep is not None:
                 draws = np.array(
-                    [half_step(steps, r, direction=sign) or np.nan for r in rep], dtype=np.float64
+                    [half(steps, r, direction=sign) or np.nan for r in rep], dtype=np.float64
                 )
                 lo, hi = _interval(draws, confidence)
             rows.append(

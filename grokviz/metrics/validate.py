@@ -253,6 +253,7 @@ def validate(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    sustained: bool = True,
 ) -> Validation:
     """Do a metric's series track each group's generalization, or only training time?
 
@@ -286,6 +287,9 @@ def validate(
         Overrides of :data:`~grokviz.metrics.controls.DIRECTIONS`.
     n_boot, confidence, seed
         Checkpoint bootstrap of the correlations (see :func:`~grokviz.metrics.correlate`).
+    sustained
+        Time each series by the step from which it stays past half its change (the default), not
+        by its first crossing (:func:`~grokviz.metrics.controls.timing`).
 
     Returns
     -------
@@ -463,6 +467,7 @@ def validate(
         directions=directions,
         accuracy_replicates=acc_reps,
         confidence=confidence,
+        sustained=sustained,
     )
     verdicts = _verdicts(correlations, times, groups=groups, controls=controls)
     baselines = _baselines(frame, acc, task_of, [*groups, *controls])

@@ -328,8 +328,9 @@ def dip_sentences(
         if r["sustained_half_step"] != r["half_step"]:
             text += (
                 f" Its accuracy first covers half its rise at step {r['half_step']} but stays "
-                f"there only from step {r['sustained_half_step']}: the half-rise step the "
-                "timing control uses sits in an early peak that was lost again."
+                f"there only from step {r['sustained_half_step']}; the timing control goes by "
+                "when a series stays past half its change, so an early peak that was lost "
+                "again does not set it."
             )
         out.append(text)
     moves = {m: dip_moves(metrics, dips, m) for m in _PAPER_SIGN}

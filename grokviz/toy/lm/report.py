@@ -292,8 +292,9 @@ def _controls_md(analysis: LMAnalysis, lm: LMRun) -> list[str]:
         "Test accuracy rises with training in the real domains, so any metric that drifts "
         "steadily correlates with it. The controls (`grokviz.validate`): the partial "
         "correlation with the domain's own accuracy holding log(1 + step) fixed, and the same "
-        "with every other domain's accuracy; when the metric has covered half its change "
-        "against when the domain's accuracy has covered half its rise (with bootstrap "
+        "with every other domain's accuracy; when the metric has covered half its change for "
+        "good (it stays past that level from then on) against when the domain's accuracy has "
+        "covered half its rise for good (with bootstrap "
         "intervals over the tracked documents); pathway distance over a length-matched "
         "permutation null (`distance_ratio`); consistency against its uniform-weight baseline"
         + (
