@@ -52,6 +52,17 @@ PREVIOUS_LM_RUN_S = 196.0
 steps, one thread) on the same machine."""
 
 
+def _print_compute(what: str, config: Any, step_s: float, evaluation: float) -> None:
+    """The run's compute, steps x step time + evaluations x evaluation time, against the target."""
+    n_evals = len(set(range(0, config.steps + 1, config.eval_every)) | set(config.schedule()))
+    compute = config.steps * step_s + n_evals * evaluation
+    print(
+        f"{what} compute: {config.steps} steps x {step_s * 1e3:.1f} ms + {n_evals} "
+        f"evaluations x {evaluation:.2f} s = {compute:.0f} s; ratio to the {TARGET_S:.0f} s "
+        f"target: {compute / TARGET_S:.2f}"
+    )
+
+
 def _data(config: ToyConfig) -> tuple[Any, Any]:
     """All encoded equations and the training ones."""
     samples, ids = config_samples(config)
@@ -168,14 +179,8 @@ def lm_main(args: argparse.Namespace) -> None:
         lambda: score(shadow, ids, _score_documents, batch_size=1024), threads=config.threads, n=5
     )
     step_s = statistics.median(times["default (16 experts top-1)"])
-    n_evals = len(set(range(0, config.steps + 1, config.eval_every)) | set(config.schedule()))
-    compute = config.steps * step_s + n_evals * evaluation
     print(f"  one evaluation of all {n_docs} tracked documents: {evaluation:.3f} s")
-    print(
-        f"default run compute: {config.steps} steps x {step_s * 1e3:.1f} ms + {n_evals} "
-        f"evaluations x {evaluation:.2f} s = {compute:.0f} s; ratio to the {TARGET_S:.0f} s "
-        f"target: {compute / TARGET_S:.2f}"
-    )
+    _print_compute("default run", config, step_s, evaluation)
     ratio = step_s / statistics.median(times["previous default (8 experts top-2)"])
     estimate = PREVIOUS_LM_RUN_S * ratio * config.steps / previous.steps
     print(
@@ -250,14 +255,8 @@ def main() -> None:
         lambda: score(shadow, ids, _score_equations, batch_size=4096), threads=2, n=10
     )
     shipped = statistics.median(times["grouped_mm, 2 threads (shipped)"])
-    n_evals = len(set(range(0, config.steps + 1, config.eval_every)) | set(config.schedule()))
-    compute = config.steps * shipped + n_evals * evaluation
     print(f"  one evaluation of all {len(ids)} equations: {evaluation:.3f} s")
-    print(
-        f"shipped run compute: {config.steps} steps x {shipped * 1e3:.1f} ms + {n_evals} "
-        f"evaluations x {evaluation:.2f} s = {compute:.0f} s; "
-        f"ratio to the {TARGET_S:.0f} s target: {compute / TARGET_S:.2f}"
-    )
+    _print_compute("shipped run", config, shipped, evaluation)
     ratio = shipped / statistics.median(times[reference])
     low, high = (s * ratio for s in PREVIOUS_RUN_S)
     print(

@@ -114,33 +114,16 @@ def test_half_step_interpolates_from_the_lowest_point_to_the_highest_after_it() 
         half_step(steps, [0.0] * 5, direction=2)
 
 
-def test_half_step_against_a_dense_brute_force() -> None:
-    """Against a brute-force search on a fine linear interpolation of the series."""
-    rng = np.random.default_rng(2)
-    for _ in range(25):
-        steps = np.sort(rng.choice(np.arange(10, 5000), size=9, replace=False)).astype(float)
-        values = np.cumsum(rng.normal(size=9))
-        got = half_step(steps, values)
-        base = int(np.argmin(values))
-        peak = base + int(np.argmax(values[base:]))
-        if values[peak] == values[base]:
-            assert got is None
-            continue
-        half = (values[peak] + values[base]) / 2
-        fine = np.linspace(steps[base], steps[peak], 200_001)
-        curve = np.interp(fine, steps, values)
-        expected = fine[np.argmax(curve >= half)]
-        assert got == pytest.approx(expected, abs=(steps[peak] - steps[base]) / 100_000)
-
-
-def test_sustained_half_step_against_a_dense_brute_force() -> None:
-    """The step from which the series stays at or past half its change up to the peak, found
-    on a fine linear interpolation; it equals the first crossing when the series is monotone."""
-    rng = np.random.default_rng(3)
+@pytest.mark.parametrize("sustained", [False, True])
+def test_half_step_against_a_dense_brute_force(sustained: bool) -> None:
+    """Against a brute-force search on a fine linear interpolation of the series: the first
+    point at or past half the change, or (sustained) the first of the points from which the
+    curve stays there up to the peak."""
+    rng = np.random.default_rng(2 + sustained)
     for _ in range(40):
         steps = np.sort(rng.choice(np.arange(10, 5000), size=9, replace=False)).astype(float)
         values = np.cumsum(rng.normal(size=9))
-        got = half_step(steps, values, sustained=True)
+        got = half_step(steps, values, sustained=sustained)
         base = int(np.argmin(values))
         peak = base + int(np.argmax(values[base:]))
         if values[peak] == values[base]:
@@ -149,12 +132,14 @@ def test_sustained_half_step_against_a_dense_brute_force() -> None:
         half = (values[peak] + values[base]) / 2
         fine = np.linspace(steps[base], steps[peak], 200_001)
         curve = np.interp(fine, steps, values)
-        below = np.flatnonzero(curve < half)
-        expected = fine[below[-1] + 1]
+        if sustained:
+            expected = fine[np.flatnonzero(curve < half)[-1] + 1]
+        else:
+            expected = fine[np.argmax(curve >= half)]
         assert got == pytest.approx(expected, abs=(steps[peak] - steps[base]) / 100_000)
-    rising = np.sort(rng.normal(size=9))
-    steps = np.arange(9) * 100.0
-    assert half_step(steps, rising, sustained=True) == pytest.approx(half_step(steps, rising))
+    rising = np.sort(rng.normal(size=9))  # one way only: both definitions agree
+    grid = np.arange(9) * 100.0
+    assert half_step(grid, rising, sustained=True) == pytest.approx(half_step(grid, rising))
 
 
 def test_timing_goes_by_the_durable_rise_not_an_early_spike() -> None:

@@ -28,7 +28,7 @@ import polars as pl
 
 from grokviz.errors import InputError
 from grokviz.toy.arithmetic.train import ToyRun
-from grokviz.toy.shared.curves import _first, _val_loss
+from grokviz.toy.shared.curves import _first, _val_loss, with_global
 
 METRIC_NAMES = ["distance", "consistency", "loss", "val_loss", "entropy"]
 """Table 1's metrics, in its column order."""
@@ -241,7 +241,6 @@ def analyze_run(
         validate,
     )
     from grokviz.store import TraceStore
-    from grokviz.toy.shared.curves import with_global
     from grokviz.toy.shared.evidence import routing_shape
 
     if memorization not in ("sample", "answer"):

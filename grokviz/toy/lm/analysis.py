@@ -19,7 +19,7 @@ import polars as pl
 
 from grokviz.toy.lm.corpus import CONTROL_DOMAINS
 from grokviz.toy.lm.train import LMRun
-from grokviz.toy.shared.curves import _first, _first_from, _rise_step, _val_loss
+from grokviz.toy.shared.curves import _first, _first_from, _rise_step, _val_loss, with_global
 from grokviz.toy.shared.markdown import _METRIC_NAMES
 
 
@@ -108,27 +108,6 @@ class LMAnalysis:
     controls: list[str] = field(default_factory=list)
 
 
-def _with_global(accuracy: pl.DataFrame, real: list[str]) -> pl.DataFrame:
-    """The run's accuracy per domain, plus ``"global"``: the mean over the ``real`` domains.
-
-    The trainer's ``"all"`` counts the control domain's test prompts too, but the metrics'
-    global group holds no control documents (:func:`grokviz.analyze` leaves them out), so its
-    accuracy leaves them out as well; every domain has as many test prompts, so the mean over
-    domains is the share of real test prompts answered
-    (:func:`grokviz.toy.shared.curves.with_global`).
-
-    Examples
-    --------
-    >>> acc = pl.DataFrame({"checkpoint": "c", "step": 5, "task": ["a", "b", "r", "all"],
-    ...     "accuracy": [0.2, 0.6, 0.1, 0.3]})
-    >>> _with_global(acc, ["a", "b"]).filter(task="global")["accuracy"].to_list()
-    [0.4]
-    """
-    from grokviz.toy.shared.curves import with_global
-
-    return with_global(accuracy, real)
-
-
 def _onsets(lm: LMRun, onsets: pl.DataFrame, last: int) -> pl.DataFrame:
     """Per domain: training documents memorized before the last checkpoint (count and share of
     all tracked ones), test prompts generalized before it, and their median onsets."""
@@ -193,7 +172,8 @@ def analyze_lm(
     domains = list(lm.config.domains)
     controls = [d for d in domains if d in CONTROL_DOMAINS]
     real = [d for d in domains if d not in controls]
-    accuracy = _with_global(lm.accuracy, real)
+    # every domain has as many test prompts: the real domains' mean is the share answered
+    accuracy = with_global(lm.accuracy, real)
     if memorization == "answer" and lm.answer_losses is None:
         msg = f"{lm.out} records no answer losses (a run from before they were); retrain it"
         raise InputError(msg)
