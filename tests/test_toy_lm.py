@@ -461,6 +461,11 @@ def test_trace_analyze_and_report_end_to_end(recorded: tuple[LMRun, list], tmp_p
     for control in CONTROL_DOMAINS:
         assert f"| {control} (control) |" in text
     assert "## The controls: does a metric track" in text and "### What they show" in text
+    # what the controls imply for Table 1, computed on this run: its tracking count is the
+    # validation's own
+    implied = text[text.index("## What the controls imply for the paper's Table 1") :]
+    tracking = analysis.validation.verdicts.filter(metric="distance", tracks=True).height
+    assert f"generalization in {tracking}" in implied.split("## The metrics themselves")[0]
     final_row = next(line for line in text.splitlines() if line.startswith(f"| {TINY.steps} |"))
     assert f"{accs['arithmetic']:.2f}" in final_row and f"{ours['global']:.2f}" in final_row
 

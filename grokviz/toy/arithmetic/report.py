@@ -22,9 +22,7 @@ from grokviz.toy.arithmetic.train import ToyConfig, ToyRun
 from grokviz.toy.shared.evidence import (
     controls_markdown,
     controls_table,
-    critical_r,
-    drift_simulation,
-    trend_to_noise,
+    paper_section,
 )
 from grokviz.toy.shared.markdown import (
     _METRIC_NAMES,
@@ -130,51 +128,13 @@ def _routing_md(analysis: ToyAnalysis, k: int, top_k: int) -> list[str]:
 
 def _paper_section(analysis: ToyAnalysis) -> list[str]:
     """What the controls imply for the paper's Table 1, computed."""
-    crit5, crit10 = critical_r(5, held_fixed=1), critical_r(10, held_fixed=1)
-    control = analysis.controls[0] if analysis.controls else None
-    series = analysis.metrics.filter(
-        (pl.col("group") == (control or "global")) & (pl.col("metric") == "distance")
-    ).sort("step")
-    ratio = trend_to_noise(series["step"].to_numpy(), series["value"].to_numpy())
-    ratio = float(np.clip(ratio, 0.5, 50.0)) if np.isfinite(ratio) else 5.0
-    sims = {n: drift_simulation(n_checkpoints=n, trend_to_noise=ratio) for n in (5, 10)}
-    rise = analysis.table1_rise.filter(
-        (pl.col("metric") == "distance") & pl.col("group").is_in(analysis.groups)
+    return paper_section(
+        analysis.metrics,
+        analysis.table1_rise,
+        analysis.validation.verdicts,
+        groups=analysis.groups,
+        control=analysis.controls[0] if analysis.controls else None,
     )
-    strong = rise.filter(pl.col("spearman_r") <= -0.9)["group"].to_list()
-    tracking = analysis.validation.verdicts.filter(
-        (pl.col("metric") == "distance") & pl.col("tracks").fill_null(False)
-    )["group"].to_list()
-    who = f"the control group `{control}`'s" if control else "the global group's"
-    return [
-        "## What the controls imply for the paper's Table 1",
-        "",
-        "The paper correlates each metric with test accuracy across its 10 checkpoints, from "
-        "where accuracy begins its sustained rise (its Spearman values, such as 0.9487, point to "
-        "about 5 checkpoints) while accuracy rises. Under that protocol a metric that only drifts "
-        "with training time scores like one that tracks generalization:",
-        "",
-        f"- A metric that is −log(step) plus noise, with no relation to accuracy beyond time, "
-        f"and as steady as {who} distance on this toy (trend {ratio:.1f}× its scatter), "
-        f"reaches Spearman ≤ −0.9 against a monotonically rising accuracy in "
-        f"{sims[5]['share_spearman_le_-0.9']:.0%} of draws over 5 checkpoints and "
-        f"{sims[10]['share_spearman_le_-0.9']:.0%} over 10 (median "
-        f"{sims[5]['median_spearman']:+.2f} and {sims[10]['median_spearman']:+.2f}); holding log "
-        f"step fixed, its partial correlation is significant with the paper's sign in only "
-        f"{sims[5]['share_partial_significant']:.1%} and {sims[10]['share_partial_significant']:.1%}.",
-        f"- With one variable held fixed, a partial correlation over 5 checkpoints must exceed "
-        f"{crit5:.2f} in size to be told from 0 at the 5 % level ({crit10:.2f} over 10): the "
-        "paper's checkpoints alone cannot separate tracking from drift. The timing control "
-        "needs groups that generalize at different times, and a never-generalizing control "
-        "needs data with random targets; the paper had neither in Table 1.",
-        f"- On this toy, from each group's rise on, the distance's Spearman is −0.9 or stronger "
-        f"in {len(strong)} of {rise.height} groups"
-        + (f" ({', '.join(strong)})" if strong else "")
-        + f"; by the controls, it tracks its own group's generalization in {len(tracking)}"
-        + (f" ({', '.join(tracking)})" if tracking else "")
-        + ".",
-        "",
-    ]
 
 
 def render(analysis: ToyAnalysis, toy: ToyRun) -> str:

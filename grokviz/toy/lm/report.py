@@ -33,7 +33,7 @@ from grokviz.toy.shared.curves import _first as _first
 from grokviz.toy.shared.curves import _first_from as _first_from
 from grokviz.toy.shared.curves import _rise_step as _rise_step
 from grokviz.toy.shared.curves import _val_loss as _val_loss
-from grokviz.toy.shared.evidence import controls_markdown, controls_table
+from grokviz.toy.shared.evidence import controls_markdown, controls_table, paper_section
 from grokviz.toy.shared.markdown import (
     _METRIC_NAMES,
     _PAPER_SIGN,
@@ -433,6 +433,15 @@ def render_lm(analysis: LMAnalysis, lm: LMRun) -> str:
     parts.append("")
     if analysis.validation is not None:
         parts += _controls_md(analysis, lm)
+        rise = analysis.table1["from the start of each group's rise"]
+        parts += paper_section(
+            analysis.metrics,
+            rise,
+            analysis.validation.verdicts,
+            groups=rise["group"].unique(maintain_order=True).to_list(),
+            control=analysis.controls[0] if analysis.controls else None,
+            noun="domain",
+        )
     parts += [
         "## The metrics themselves",
         "",
