@@ -445,12 +445,12 @@ def timing(
     ...     "half_change", "half_rise").row(0)]
     [2.625, 2.571]
     """
+    half = functools.partial(half_step, sustained=sustained)
     rows = []
     for group, task in tasks.items():
         acc = accuracy.filter(pl.col("task") == task).sort("step")
         acc_steps = acc["step"].to_list()
         acc_values = acc["accuracy"].to_numpy().astype(np.float64)
-        half = functools.partial(half_step, sustained=sustained)
         rise = half(acc_steps, acc_values, min_change=min_rise) if acc.height else None
         rise_lo = rise_hi = math.nan
         reps = (accuracy_replicates or {}).get(task)

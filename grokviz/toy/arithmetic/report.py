@@ -31,6 +31,7 @@ from grokviz.toy.shared.markdown import (
     _corr_md,
     _fmt,
     _frame_md,
+    _label,
     _write_with_findings,
 )
 
@@ -68,9 +69,8 @@ def _table1_md(table: pl.DataFrame, groups: Sequence[str], controls: Sequence[st
             cells.append(
                 f"{_fmt(r['pearson_r'][0])} / {_fmt(r['spearman_r'][0])}" if r.height else "–"
             )
-        label = f"{g} (control)" if g in controls else g
         lines.append(
-            f"| {label} | {n[0] if n.len() and n[0] is not None else '–'} | "
+            f"| {_label(g, controls)} | {n[0] if n.len() and n[0] is not None else '–'} | "
             + " | ".join(cells)
             + " |"
         )

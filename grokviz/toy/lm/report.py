@@ -41,6 +41,7 @@ from grokviz.toy.shared.markdown import (
     _corr_md,
     _fmt,
     _frame_md,
+    _label,
     _write_with_findings,
 )
 from grokviz.toy.shared.model import ModelSpec
@@ -53,10 +54,6 @@ def _labelled(table: pl.DataFrame, controls: list[str]) -> pl.DataFrame:
         .then(pl.col("group") + " (control)")
         .otherwise(pl.col("group"))
     )
-
-
-def _label(group: str, controls: list[str]) -> str:
-    return f"{group} (control)" if group in controls else group
 
 
 def _agreement(table: pl.DataFrame, groups: list[str]) -> list[str]:

@@ -37,6 +37,12 @@ _METRIC_NAMES = {
 }
 """Column titles of the metrics of Table 1, in the reports' column order."""
 
+
+def _label(group: str, controls: Sequence[str]) -> str:
+    """A group's name as the reports show it: a negative control's marked ``(control)``."""
+    return f"{group} (control)" if group in controls else group
+
+
 FINDINGS_MARKER = "<!-- findings -->"
 """Where a report keeps a hand-written discussion when it regenerates the numbers."""
 
